@@ -1,0 +1,217 @@
+# libonlinetrain - plain GNU make.
+#
+#   make            static and shared library, the `ot` program, examples
+#   make demo       build and run the demo (the README's first command)
+#   make check      build and run the Check suites (the README's second command)
+#   make check-asan / check-valgrind / bench / fuzz / install / uninstall / clean
+#
+# Variables (override on the command line): CC CXX CFLAGS CPPFLAGS LDFLAGS
+# PREFIX DESTDIR LIBDIR INCLUDEDIR BINDIR NNG_LIBS BLAS_LIBS V=1 BUILD=dir
+
+SHELL := /bin/bash
+
+# ---- version, read from the header --------------------------------------------
+HEADER := include/onlinetrain.h
+VMAJOR := $(shell sed -n 's/^\#define OT_VERSION_MAJOR \([0-9]*\).*/\1/p' $(HEADER))
+VMINOR := $(shell sed -n 's/^\#define OT_VERSION_MINOR \([0-9]*\).*/\1/p' $(HEADER))
+VPATCH := $(shell sed -n 's/^\#define OT_VERSION_PATCH \([0-9]*\).*/\1/p' $(HEADER))
+VERSION := $(VMAJOR).$(VMINOR).$(VPATCH)
+# Before 1.0 every minor release may break the ABI, so the soname carries it.
+ifeq ($(VMAJOR),0)
+SONAME_VERSION := $(VMAJOR).$(VMINOR)
+else
+SONAME_VERSION := $(VMAJOR)
+endif
+
+# ---- tools and flags ----------------------------------------------------------
+CC ?= cc
+CXX ?= c++
+CLANG ?= clang
+PKG_CONFIG ?= pkg-config
+CFLAGS ?= -O2 -g
+WARN_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+               -Wmissing-prototypes -Werror
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -Iinclude -Ilib
+NNG_LIBS ?= -lnng
+BLAS_LIBS ?= -lblas
+ZLIB_LIBS ?= -lz
+CHECK_LIBS ?= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+LIBS := $(NNG_LIBS) $(BLAS_LIBS) $(ZLIB_LIBS) -lpthread -ldl -lm
+CPPFLAGS += -DOT_HAVE_ZLIB
+
+PREFIX ?= /usr/local
+EXEC_PREFIX ?= $(PREFIX)
+LIBDIR ?= $(EXEC_PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(EXEC_PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+BUILD ?= build
+SAN_FLAGS ?=
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ---- sources ------------------------------------------------------------------
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(sort $(wildcard tests/*.c))
+TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+
+STATIC_LIB := $(BUILD)/libonlinetrain.a
+SHARED_LIB := $(BUILD)/libonlinetrain.so.$(VERSION)
+SHARED_SONAME := libonlinetrain.so.$(SONAME_VERSION)
+OT_BIN := $(BUILD)/ot
+TEST_BIN := $(BUILD)/tests/runner
+
+ALL_CFLAGS = $(WARN_CFLAGS) $(CFLAGS) $(SAN_FLAGS)
+
+.PHONY: all static shared tools examples check check-asan check-valgrind bench demo \
+        fuzz install uninstall clean deps deps-check docs
+
+all: static shared tools examples
+
+static: $(STATIC_LIB)
+shared: $(SHARED_LIB)
+tools: $(OT_BIN)
+examples: $(EXAMPLE_BINS)
+
+# ---- dependencies (Debian packages) --------------------------------------------
+DEB_PACKAGES := libnng-dev libblas-dev check pkg-config zlib1g-dev libmbedtls-dev
+DEPS_PROBE := printf '\#include <nng/nng.h>\n\#include <cblas.h>\n\#include <check.h>\n\#include <zlib.h>\n' | \
+              $(CC) -E -x c - >/dev/null 2>&1 && command -v $(PKG_CONFIG) >/dev/null 2>&1
+
+# A cheap probe (one preprocessor run); installs only when something is missing.
+deps-check:
+	@$(DEPS_PROBE) || $(MAKE) --no-print-directory deps
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all present ($(DEB_PACKAGES))"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "deps: installing$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	else \
+	    echo "deps: missing$$missing; run as root: apt-get install$$missing" >&2; exit 1; \
+	fi
+
+# ---- compile ------------------------------------------------------------------
+$(BUILD)/lib/%.o: lib/%.c | deps-check
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) -DOT_BUILDING_LIBRARY $(ALL_CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.c | deps-check
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) -DOT_BUILD_DIR='"$(BUILD)"' -DOT_CC='"$(CC)"' -DOT_CXX='"$(CXX)"' \
+	    $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) lib/libonlinetrain.map
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,$(SHARED_SONAME) -Wl,--version-script=lib/libonlinetrain.map \
+	    -Wl,--no-undefined $(SAN_FLAGS) $(LDFLAGS) -o $@ $(LIB_OBJS) $(LIBS)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SHARED_SONAME)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/libonlinetrain.so
+
+$(OT_BIN): $(TOOL_OBJS) $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(STATIC_LIB) $(LIBS)
+
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
+
+$(TEST_BIN): $(TEST_OBJS) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $(TEST_OBJS) $(STATIC_LIB) $(LIBS) $(CHECK_LIBS)
+
+# ---- tests ----------------------------------------------------------------------
+# The runner takes Check's own variables: CK_RUN_SUITE, CK_RUN_CASE,
+# CK_INCLUDE_TAGS, CK_EXCLUDE_TAGS, CK_FORK, CK_VERBOSITY.
+check: all $(TEST_BIN)
+	$(Q)OT_BUILD=$(BUILD) ./$(TEST_BIN)
+
+check-asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CC=$(CLANG) \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
+
+# valgrind follows Check's forked children; a leak or error in any fails the run.
+check-valgrind: all $(TEST_BIN)
+	$(Q)OT_BUILD=$(BUILD) OT_VALGRIND=1 CK_DEFAULT_TIMEOUT=120 valgrind -q --trace-children=yes \
+	    --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+	    ./$(TEST_BIN)
+
+# ---- benchmarks, demo, fuzzing ------------------------------------------------
+bench: $(BENCH_BINS)
+	$(Q)for b in $(BENCH_BINS); do echo "# $$b"; ./$$b || exit 1; done
+
+demo: all
+	$(Q)./scripts/demo.sh $(OT_BIN)
+
+FUZZ_SECONDS ?= 60
+FUZZ_LIB_SRCS := $(LIB_SRCS)
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) | deps-check
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  FUZZ    $@")
+	$(Q)$(CLANG) $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	    echo "# fuzz $$n for $(FUZZ_SECONDS)s"; \
+	    ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+	        2>build-fuzz/$$n.log || { tail -50 build-fuzz/$$n.log; exit 1; }; \
+	    grep -E 'stat::number_of_executed_units' build-fuzz/$$n.log; done
+
+# ---- install ------------------------------------------------------------------
+$(BUILD)/onlinetrain.pc: onlinetrain.pc.in $(HEADER)
+	@mkdir -p $(@D)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(LIBS)|' $< > $@
+
+install: all $(BUILD)/onlinetrain.pc
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(HEADER) $(DESTDIR)$(INCLUDEDIR)/onlinetrain.h
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/libonlinetrain.a
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/libonlinetrain.so.$(VERSION)
+	ln -sf libonlinetrain.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SHARED_SONAME)
+	ln -sf libonlinetrain.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libonlinetrain.so
+	install -m 644 $(BUILD)/onlinetrain.pc $(DESTDIR)$(PKGCONFIGDIR)/onlinetrain.pc
+	install -m 755 $(OT_BIN) $(DESTDIR)$(BINDIR)/ot
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/onlinetrain.h $(DESTDIR)$(LIBDIR)/libonlinetrain.a \
+	    $(DESTDIR)$(LIBDIR)/libonlinetrain.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SHARED_SONAME) \
+	    $(DESTDIR)$(LIBDIR)/libonlinetrain.so $(DESTDIR)$(PKGCONFIGDIR)/onlinetrain.pc \
+	    $(DESTDIR)$(BINDIR)/ot
+
+clean:
+	rm -rf build build-asan build-fuzz build-tsan
+
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_BINS:=.d) $(EXAMPLE_BINS:=.d)

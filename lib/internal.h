@@ -1,0 +1,112 @@
+/*
+ * internal.h - declarations shared between the library's files (oti_*).
+ * Nothing here is exported; the linker version script keeps it that way.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef OT_INTERNAL_H
+#define OT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onlinetrain.h"
+
+#if defined(__GNUC__)
+#define OTI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define OTI_LIKELY(x) __builtin_expect(!!(x), 1)
+#define OTI_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define OTI_PRINTF(f, a)
+#define OTI_LIKELY(x) (x)
+#define OTI_UNLIKELY(x) (x)
+#endif
+
+/* ---- allocator (alloc.c) ---------------------------------------------- */
+
+/* An allocator as handles keep it: the user's function, or NULL for malloc. */
+typedef struct oti_alloc {
+    ot_alloc_fn fn;
+    void *user;
+} oti_alloc;
+
+void *oti_malloc(const oti_alloc *a, size_t size);
+void *oti_calloc(const oti_alloc *a, size_t n, size_t size); /* overflow-checked */
+void *oti_realloc(const oti_alloc *a, void *p, size_t old_size, size_t new_size);
+void oti_free(const oti_alloc *a, void *p, size_t size);
+char *oti_strdup(const oti_alloc *a, const char *s);  /* free with strlen(s)+1 */
+
+/*
+ * Grows *pp (an array of elem-sized items with *cap capacity) to hold at
+ * least `need` items, doubling.  Returns 0 on success, -1 on overflow/ENOMEM
+ * (the array is untouched then).
+ */
+int oti_grow(const oti_alloc *a, void **pp, size_t *cap, size_t need, size_t elem);
+
+/* Makes an ot_buf that takes ownership of `data` (allocated with `a`, `cap` bytes). */
+ot_buf *oti_buf_wrap(const oti_alloc *a, uint8_t *data, size_t size, size_t cap);
+/* Allocates an ot_buf of `size` bytes to fill in. */
+ot_buf *oti_buf_new(const oti_alloc *a, size_t size);
+uint8_t *oti_buf_mut(ot_buf *b);
+
+/* ---- errors (status.c) ------------------------------------------------- */
+
+#define OTI_ERRMSG_LEN 256
+
+/* Formats a detail message into buf (OTI_ERRMSG_LEN bytes) and returns st. */
+ot_status oti_err(char *buf, ot_status st, const char *fmt, ...) OTI_PRINTF(3, 4);
+
+/* ---- config (config.c) ------------------------------------------------- */
+
+/* Typed reads of a valid option id; a NULL cfg reads the default. */
+int64_t oti_cfg_i64(const ot_config *cfg, int option);
+double oti_cfg_f64(const ot_config *cfg, int option);
+const char *oti_cfg_str(const ot_config *cfg, int option);
+/* Index of a choice option's word in its choices list (0-based). */
+int oti_cfg_choice(const ot_config *cfg, int option);
+/* The config's allocator (the default one for a NULL cfg). */
+oti_alloc oti_cfg_alloc(const ot_config *cfg);
+
+/* ---- hashing (hash.c) -------------------------------------------------- */
+
+uint32_t oti_murmur3(const void *data, size_t len, uint32_t seed);
+/* CRC32C (Castagnoli), as used by file and wire formats; crc starts at 0. */
+uint32_t oti_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* ---- examples (example.c) ---------------------------------------------- */
+
+typedef struct oti_feat {
+    uint32_t hash;  /* full 32-bit hash; the model masks it */
+    float value;
+    uint8_t ns;     /* namespace's first byte (' ' for the default) */
+} oti_feat;
+
+struct ot_example {
+    oti_alloc alloc;
+    int hash_all;     /* option hash == "all" */
+    int format;       /* option format: 0 vw, 1 libsvm */
+    float label;
+    float weight;
+    int has_label;
+    char *tag;
+    size_t tag_len, tag_cap;
+    oti_feat *feat;
+    size_t nfeat, feat_cap;
+    float *dense;
+    size_t ndense, dense_cap;
+    char errmsg[OTI_ERRMSG_LEN];
+};
+
+/* Appends a feature, growing the array; OT_ENOMEM on failure. */
+ot_status oti_example_push(ot_example *ex, uint8_t ns, uint32_t hash, float value);
+
+/* Hashes a namespace name / a feature name within a namespace as VW does. */
+uint32_t oti_hash_namespace(const char *s, size_t len, int hash_all);
+uint32_t oti_hash_feature(const char *s, size_t len, uint32_t ns_hash, int hash_all);
+
+/* Parsers (parse.c): fill ex from one line; errmsg gets "column N: ...". */
+ot_status oti_parse_vw(ot_example *ex, const char *line, size_t len);
+ot_status oti_parse_libsvm(ot_example *ex, const char *line, size_t len);
+
+#endif /* OT_INTERNAL_H */

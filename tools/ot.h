@@ -1,0 +1,24 @@
+/*
+ * ot.h - the `ot` command-line program: one function per subcommand.
+ * Subcommands use only the public header.
+ */
+#ifndef OT_TOOL_H
+#define OT_TOOL_H
+
+#include <stdio.h>
+
+#include "onlinetrain.h"
+
+/* Each returns the process exit status: 0 success, 1 failure, 2 usage error. */
+int ot_cmd_options(int argc, char **argv);
+
+/*
+ * Applies `--option name=value` (or `-O name=value`) to cfg; prints the error
+ * and returns nonzero if the name is unknown or the value is refused.
+ */
+int ot_tool_set_option(ot_config *cfg, const char *assignment);
+
+/* Prints "ot: <what>: <status name>: <detail>" to stderr; returns 1. */
+int ot_tool_fail(const char *what, ot_status st, const char *detail);
+
+#endif
