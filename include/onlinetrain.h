@@ -425,7 +425,128 @@ OT_API uint32_t ot_hash(const void *data, size_t len, uint32_t seed);
 
 /** @} */
 
-/* @@MODEL@@ */
+/** @defgroup model Models: wide, embeddings and deep, with per-coordinate optimizers
+ *
+ * A model's parameters are blocks over one flat index space: the hashed
+ * wide weights, the bias, embedding tables and the deep layers' matrices and
+ * biases.  Each weight may carry optimizer state (AdaGrad's sum of squared
+ * gradients; FTRL-Proximal's z and n).  The output is the wide logit plus the
+ * deep logit.  A model is externally synchronized: one thread at a time.
+ *  @{ */
+
+/** A model. */
+typedef struct ot_model ot_model;
+
+/** Kinds of parameter block. */
+typedef enum ot_block_kind {
+    OT_BLOCK_WIDE = 1,  /**< hashed linear weights (2^bits rows, 1 column) */
+    OT_BLOCK_BIAS = 2,  /**< the bias (1 row, 1 column) */
+    OT_BLOCK_EMBED = 3, /**< an embedding table (2^embedding_bits rows, dim columns) */
+    OT_BLOCK_DENSE = 4  /**< a deep layer's weight matrix or bias vector */
+} ot_block_kind;
+
+/** Which array of a block to read. */
+typedef enum ot_array {
+    OT_ARRAY_WEIGHTS = 0, /**< the weights */
+    OT_ARRAY_STATE0 = 1,  /**< first state array (AdaGrad: sum of g^2; FTRL: z) */
+    OT_ARRAY_STATE1 = 2   /**< second state array (FTRL: n) */
+} ot_array;
+
+/** What a saved model file holds. */
+typedef enum ot_save_what {
+    OT_SAVE_WEIGHTS = 0,          /**< weights only (enough to predict) */
+    OT_SAVE_WEIGHTS_AND_STATE = 1 /**< weights and optimizer state (to resume training) */
+} ot_save_what;
+
+/**
+ * Creates a model from a config (NULL: defaults).  Options used: bits, loss,
+ * optimizer, learning_rate, power_t, l1, l2, ftrl_alpha, ftrl_beta,
+ * quadratic, embedding, embedding_bits, hidden_layers, activation,
+ * dense_dim, init_scale, seed.
+ * @return OT_OK, OT_ENOMEM, OT_EINVAL for inconsistent options (message in
+ *         @p cfg's errmsg when @p cfg is not NULL).
+ */
+OT_API ot_status ot_model_create(const ot_config *cfg, ot_model **out);
+
+/** Destroys a model.  Accepts NULL. */
+OT_API void ot_model_destroy(ot_model *m);
+
+/** Copies a model (shape, weights, state, counters).  The copy is independent. */
+OT_API ot_status ot_model_clone(const ot_model *m, ot_model **out);
+
+/**
+ * Predicts one example: the probability for logistic loss, the value for
+ * squared loss.  Never changes the model.
+ */
+OT_API ot_status ot_model_predict(const ot_model *m, const ot_example *ex, float *out);
+
+/** Predicts @p n examples into @p out[0..n-1] (the deep part uses one sgemm per batch). */
+OT_API ot_status ot_model_predict_batch(const ot_model *m, const ot_example *const *ex, size_t n,
+                                        float *out);
+
+/**
+ * Learns from one labelled example.  @p loss (may be NULL) receives the
+ * example's loss before the update, times its importance weight
+ * (progressive validation).  An example without a label gives OT_EINVAL.
+ */
+OT_API ot_status ot_model_learn(ot_model *m, const ot_example *ex, float *loss);
+
+/**
+ * Learns from @p n examples as one mini-batch (gradients of the deep part
+ * summed over the batch; wide weights updated per example).  @p losses
+ * (may be NULL) receives each example's loss before the update.
+ */
+OT_API ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t n,
+                                      float *losses);
+
+/**
+ * Saves the model to a file: magic, format version, the model's config and
+ * fingerprint, the arrays, a CRC32C checksum.  Written to a temporary file
+ * and renamed, so a crash leaves the old file or the new one.
+ */
+OT_API ot_status ot_model_save(const ot_model *m, const char *path, ot_save_what what);
+
+/**
+ * Loads a model saved by ot_model_save() (a new model, shaped by the file).
+ * @p cfg (may be NULL) supplies the allocator only.
+ * @return OT_ENOENT/OT_EIO, OT_EFORMAT (not a model file), OT_EVERSION,
+ *         OT_ECORRUPT (checksum or truncated).
+ */
+OT_API ot_status ot_model_load(const ot_config *cfg, const char *path, ot_model **out);
+
+/** A 64-bit hash of the model's shape, so peers refuse data for another model. */
+OT_API uint64_t ot_model_fingerprint(const ot_model *m);
+
+/** Total number of weights (size of the flat index space). */
+OT_API uint64_t ot_model_num_weights(const ot_model *m);
+
+/** Number of parameter blocks. */
+OT_API size_t ot_model_num_blocks(const ot_model *m);
+
+/**
+ * Describes block @p i.  Any out-pointer may be NULL.  @p name is static for
+ * the model's life.  @p offset is the block's first flat index.
+ * @return OT_ERANGE if @p i is out of range.
+ */
+OT_API ot_status ot_model_block_info(const ot_model *m, size_t i, const char **name, int *kind,
+                                     uint64_t *offset, uint64_t *rows, uint32_t *cols,
+                                     int *num_state);
+
+/**
+ * Gives a block's array (rows * cols floats, row-major) for reading, valid
+ * until the model is destroyed.  OT_ENOENT if the block has no such array.
+ */
+OT_API ot_status ot_model_block_data(const ot_model *m, size_t i, int array, const float **out);
+
+/** Number of examples learned since creation (or load). */
+OT_API uint64_t ot_model_examples(const ot_model *m);
+
+/** Detail message of the model's last error; "" if none.  Never NULL. */
+OT_API const char *ot_model_errmsg(const ot_model *m);
+
+/** @} */
+
+/* @@DELTA@@ */
 
 #ifdef __cplusplus
 }
