@@ -45,6 +45,7 @@ void ot_example_clear(ot_example *ex)
         return;
     ex->label = 0.0f;
     ex->weight = 1.0f;
+    ex->initial = 0.0f;
     ex->has_label = 0;
     ex->tag_len = 0;
     ex->nfeat = 0;
@@ -111,18 +112,20 @@ ot_status ot_example_add_hashed(ot_example *ex, uint8_t ns, uint32_t hash, float
 }
 
 /* VW's rule (--hash strings): a name made only of digits maps to its value
- * plus the seed; any other name is hashed.  --hash all hashes every name. */
+ * plus the seed; any other name is hashed.  --hash all hashes every name.
+ * VW adds in 64 bits and the model keeps the low bits, so the value wraps
+ * modulo 2^32 here, for names of any length. */
 static int all_digits(const char *s, size_t len, uint32_t *value)
 {
     uint32_t v = 0;
     size_t i;
 
-    if (len == 0 || len > 9)
+    if (len == 0)
         return 0;
     for (i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return 0;
-        v = v * 10 + (uint32_t)(s[i] - '0');
+        v = v * 10u + (uint32_t)(s[i] - '0');
     }
     *value = v;
     return 1;
@@ -153,7 +156,7 @@ ot_status ot_example_add_feature(ot_example *ex, const char *ns_name, const char
     size_t nlen;
     uint32_t nsh;
 
-    if (ex == NULL || name == NULL)
+    if (ex == NULL || name == NULL || name[0] == '\0')
         return OT_EINVAL;
     if (!isfinite(value))
         return oti_err(ex->errmsg, OT_ENONFINITE, "feature value is not finite");
