@@ -88,6 +88,7 @@ struct ot_example {
     int format;       /* option format: 0 vw, 1 libsvm */
     float label;
     float weight;
+    float initial;    /* VW's third label field (initial prediction); 0 if absent */
     int has_label;
     char *tag;
     size_t tag_len, tag_cap;
@@ -108,5 +109,11 @@ uint32_t oti_hash_feature(const char *s, size_t len, uint32_t ns_hash, int hash_
 /* Parsers (parse.c): fill ex from one line; errmsg gets "column N: ...". */
 ot_status oti_parse_vw(ot_example *ex, const char *line, size_t len);
 ot_status oti_parse_libsvm(ot_example *ex, const char *line, size_t len);
+
+/* ---- predictor (predictor.c) ------------------------------------------- */
+
+/* Test hook: sets the transport test hook (oti_sock_set_test_hook) on the
+ * predictor's SUB socket.  OT_ESTATE unless subscribed and running. */
+ot_status oti_predictor_set_test_hook(ot_predictor *p, uint32_t drop_every, uint32_t delay_ms);
 
 #endif /* OT_INTERNAL_H */
