@@ -198,7 +198,34 @@ typedef enum ot_option {
     OT_OPT_HIDDEN_LAYERS = 112, /**< "hidden_layers": widths, "64,32" (default "": wide only). */
     OT_OPT_ACTIVATION = 113,    /**< "activation": "relu" (default), "tanh", "sigmoid", "linear". */
     OT_OPT_DENSE_DIM = 114,     /**< "dense_dim": length of examples' dense vectors (default 0). */
-    OT_OPT_INIT_SCALE = 115     /**< "init_scale": scale of deep/embedding initial weights (default 0.1). */
+    OT_OPT_INIT_SCALE = 115,    /**< "init_scale": scale of deep/embedding initial weights (default 0.1). */
+    /* delta codec */
+    OT_OPT_DELTA_SOURCE = 200,  /**< "delta_source": "weights" (default), "state" or "both". */
+    OT_OPT_THRESHOLD = 201,     /**< "threshold": smallest |change| sent, absolute (default 0). */
+    OT_OPT_THRESHOLD_REL = 202, /**< "threshold_rel": smallest |change| / |snapshot value| sent (default 0). */
+    OT_OPT_MAX_ENTRIES = 203,   /**< "max_entries": most values selected per frame, largest first (0: all). */
+    OT_OPT_VALUE_ENCODING = 204, /**< "value_encoding": "fp32" (default), "fp16", "bf16" or "int8". */
+    OT_OPT_STOCHASTIC_ROUNDING = 205, /**< "stochastic_rounding": 1 rounds encoded values stochastically (default 0). */
+    OT_OPT_MAX_MESSAGE = 206,   /**< "max_message": largest delta frame in bytes (default 4 MiB). */
+    /* roles and transport */
+    OT_OPT_TRAINER_ID = 300,    /**< "trainer_id": this trainer's id in its frames (default 1). */
+    OT_OPT_SYNC_EVERY_EXAMPLES = 301, /**< "sync_every_examples": sync after this many examples (default 1000; 0: off). */
+    OT_OPT_SYNC_INTERVAL_MS = 302,    /**< "sync_interval_ms": sync when this long has passed, checked at each learn (default 1000; 0: off). */
+    OT_OPT_RT_INTERVAL_MS = 303,      /**< "rt_interval_ms": period of real-time updates (default 100; 0: only ot_param_server_publish). */
+    OT_OPT_FULL_INTERVAL_MS = 304,    /**< "full_interval_ms": period of full updates, at least 10 x rt_interval_ms (default 10000; 0: only on demand). */
+    OT_OPT_RT_THRESHOLD = 305,        /**< "rt_threshold": smallest |master - published| sent in a real-time update (default 1e-4). */
+    OT_OPT_RT_MAX_ENTRIES = 306,      /**< "rt_max_entries": most weights per real-time update, largest changes first (default 0: no cap). */
+    OT_OPT_AGGREGATION = 307,         /**< "aggregation": "sum" (default) or "mean" (deltas scaled by 1/num_trainers). */
+    OT_OPT_NUM_TRAINERS = 308,        /**< "num_trainers": trainers expected, for aggregation "mean" (default 1). */
+    OT_OPT_CHANGE_LOG_BYTES = 309,    /**< "change_log_bytes": bytes of recent deltas the server keeps for aggregated updates (default 64 MiB). */
+    OT_OPT_TIMEOUT_MS = 310,          /**< "timeout_ms": request timeout (default 5000). */
+    OT_OPT_RECONNECT_MS = 311,        /**< "reconnect_ms": first redial delay (default 100). */
+    OT_OPT_RECV_MAX_BYTES = 312,      /**< "recv_max_bytes": largest message accepted (default 64 MiB). */
+    OT_OPT_GAP_POLICY = 313,          /**< "gap_policy": on a missed update "request" a full copy (default) or "wait" for the next full update. */
+    OT_OPT_REQUEST_CONTEXTS = 314,    /**< "request_contexts": requests a server handles at once (default 4). */
+    OT_OPT_SHARD_ID = 315,            /**< "shard_id": this server's shard (default 0). */
+    OT_OPT_NUM_SHARDS = 316,          /**< "num_shards": shards the model is split into (default 1). */
+    OT_OPT_SYNC_RETRIES = 317         /**< "sync_retries": times a trainer retries a failed sync before reporting it (default 3). */
 } ot_option;
 
 /** Creates a config holding every option at its default.  @p out receives it. */
@@ -336,8 +363,10 @@ OT_API ot_status ot_example_add_hashed(ot_example *ex, uint8_t ns, uint32_t hash
 
 /**
  * Adds a feature by name to namespace @p ns_name, hashing both as the VW
- * text parser does (docs/formats.md).  @p ns_name NULL or "" is the default
- * namespace.
+ * text parser does (docs/formats.md), with the example's hash option.
+ * @p ns_name NULL or "" is the default namespace.  Unlike the parser, a
+ * value of 0 is kept.
+ * @return OT_OK; OT_EINVAL for a NULL or empty @p name; OT_ENONFINITE.
  */
 OT_API ot_status ot_example_add_feature(ot_example *ex, const char *ns_name,
                                         const char *name, float value);
@@ -372,8 +401,11 @@ OT_API const float *ot_example_dense(const ot_example *ex, size_t *n);
 
 /**
  * Parses one line of text (without its newline) into @p ex, replacing what
- * it held.  @p format is "vw" or "libsvm"; NULL uses the example's config.
- * @return OT_OK, or OT_EFORMAT with the column in ot_example_errmsg().
+ * it held (the dense vector too).  @p line need not be NUL-terminated; no
+ * byte past @p len is read.  @p format is "vw" or "libsvm"; NULL uses the
+ * example's config.  The formats, hashing and errors are in docs/formats.md.
+ * @return OT_OK; OT_EFORMAT with "column N: ..." in ot_example_errmsg(),
+ *         leaving the example empty; OT_EINVAL for an unknown format.
  */
 OT_API ot_status ot_example_parse(ot_example *ex, const char *format, const char *line, size_t len);
 
@@ -388,10 +420,12 @@ OT_API const char *ot_example_errmsg(const ot_example *ex);
 typedef struct ot_reader ot_reader;
 
 /**
- * Opens a reader on a file; "-" is standard input; a name ending in ".gz"
- * is decompressed.  Options used: format, on_error, hash, max_line.
- * @return OT_OK, OT_ENOENT/OT_EIO for files that cannot be opened,
- *         OT_ENOTSUP for gzip without zlib.
+ * Opens a reader on a file; "-" is standard input (not closed by
+ * ot_reader_close()); a name ending in ".gz" is decompressed.  Options used:
+ * format, on_error, hash, max_line (the reader's hash and format apply to
+ * the examples it fills, whatever their own config says).
+ * @return OT_OK, OT_ENOENT/OT_EIO for files that cannot be opened (a
+ *         directory gives OT_EIO), OT_ENOTSUP for gzip without zlib.
  */
 OT_API ot_status ot_reader_open_file(const ot_config *cfg, const char *path, ot_reader **out);
 
@@ -400,11 +434,16 @@ OT_API ot_status ot_reader_open_memory(const ot_config *cfg, const void *data, s
                                        ot_reader **out);
 
 /**
- * Reads the next example into @p ex.  Blank lines and lines starting with
- * '#' are skipped.
+ * Reads the next example into @p ex.  Blank lines (spaces, tabs, '\r')
+ * and lines starting with '#' are skipped.  A line longer than max_line is
+ * a bad line.  With on_error "skip", bad lines are counted
+ * (ot_reader_skipped()) and the last one's message is kept in
+ * ot_reader_errmsg().
  * @return OT_OK; OT_EEOF at the end; OT_EFORMAT for a bad line when
  *         on_error is "stop" (the message gives line and column; the next
- *         call continues after that line); OT_EIO on a read error.
+ *         call continues after that line); OT_EIO on a read error,
+ *         OT_ECORRUPT for corrupt or truncated gzip data (both final:
+ *         later calls return them again); OT_ENOMEM.
  */
 OT_API ot_status ot_reader_next(ot_reader *r, ot_example *ex);
 
@@ -462,9 +501,11 @@ typedef enum ot_save_what {
  * Creates a model from a config (NULL: defaults).  Options used: bits, loss,
  * optimizer, learning_rate, power_t, l1, l2, ftrl_alpha, ftrl_beta,
  * quadratic, embedding, embedding_bits, hidden_layers, activation,
- * dense_dim, init_scale, seed.
- * @return OT_OK, OT_ENOMEM, OT_EINVAL for inconsistent options (message in
- *         @p cfg's errmsg when @p cfg is not NULL).
+ * dense_dim, init_scale, seed.  docs/models.md describes the blocks, the
+ * losses and the optimizers.
+ * @return OT_OK, OT_ENOMEM, OT_EINVAL for inconsistent options: hidden_layers
+ *         without dense_dim or embedding (the deep part has no input), or a
+ *         namespace listed twice in embedding.
  */
 OT_API ot_status ot_model_create(const ot_config *cfg, ot_model **out);
 
@@ -476,41 +517,67 @@ OT_API ot_status ot_model_clone(const ot_model *m, ot_model **out);
 
 /**
  * Predicts one example: the probability for logistic loss, the value for
- * squared loss.  Never changes the model.
+ * squared loss.  Never changes the model, and does not set its errmsg, so
+ * several threads may predict with one model at once as long as no thread
+ * changes it (ot_model_learn(), ot_model_learn_batch()) meanwhile.  A
+ * wide-only model does not allocate; a deep model allocates per call only
+ * when its layers are wider than a small stack buffer (with the model's
+ * allocator, which must then be thread-safe).
+ * @return OT_EINVAL for NULL arguments or a dense vector whose length is not
+ *         dense_dim (when dense_dim > 0); OT_ENOMEM.
  */
 OT_API ot_status ot_model_predict(const ot_model *m, const ot_example *ex, float *out);
 
-/** Predicts @p n examples into @p out[0..n-1] (the deep part uses one sgemm per batch). */
+/**
+ * Predicts @p n examples into @p out[0..n-1] (the deep part uses one sgemm
+ * per layer for the whole batch, so results may differ from
+ * ot_model_predict() in the last bits).  Thread rules as ot_model_predict();
+ * allocates scratch for the batch per call when the model has a deep part.
+ */
 OT_API ot_status ot_model_predict_batch(const ot_model *m, const ot_example *const *ex, size_t n,
                                         float *out);
 
 /**
  * Learns from one labelled example.  @p loss (may be NULL) receives the
  * example's loss before the update, times its importance weight
- * (progressive validation).  An example without a label gives OT_EINVAL.
+ * (progressive validation).  An example without a label, or with a dense
+ * vector whose length is not dense_dim (when dense_dim > 0), gives OT_EINVAL
+ * and changes nothing.  Does not allocate once the model has seen an
+ * example with as many wide coordinates (features plus crosses).
  */
 OT_API ot_status ot_model_learn(ot_model *m, const ot_example *ex, float *loss);
 
 /**
- * Learns from @p n examples as one mini-batch (gradients of the deep part
- * summed over the batch; wide weights updated per example).  @p losses
- * (may be NULL) receives each example's loss before the update.
+ * Learns from @p n examples as one mini-batch: the deep part (layers and
+ * embeddings) runs forward once with the weights from before the batch and
+ * is updated once with the gradients summed over the batch; the wide weights
+ * and the bias are updated example by example, in order.  @p losses (may be
+ * NULL) receives each example's loss before its own update.  Every example
+ * is checked first: one that ot_model_learn() would refuse gives OT_EINVAL
+ * and nothing is learned.  The batch scratch grows to the largest batch seen.
  */
 OT_API ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t n,
                                       float *losses);
 
 /**
  * Saves the model to a file: magic, format version, the model's config and
- * fingerprint, the arrays, a CRC32C checksum.  Written to a temporary file
- * and renamed, so a crash leaves the old file or the new one.
+ * fingerprint, the arrays, a CRC32C checksum (docs/models.md has the
+ * layout).  Written to "<path>.tmp", flushed, fsync'd and renamed, so a
+ * crash leaves the old file or the new one.  May run while other threads
+ * predict; on failure the reason is in ot_model_errmsg().
+ * @return OT_EINVAL (NULL or empty path, unknown @p what), OT_ENOENT (the
+ *         directory does not exist), OT_EIO, OT_ENOMEM.
  */
 OT_API ot_status ot_model_save(const ot_model *m, const char *path, ot_save_what what);
 
 /**
- * Loads a model saved by ot_model_save() (a new model, shaped by the file).
- * @p cfg (may be NULL) supplies the allocator only.
- * @return OT_ENOENT/OT_EIO, OT_EFORMAT (not a model file), OT_EVERSION,
- *         OT_ECORRUPT (checksum or truncated).
+ * Loads a model saved by ot_model_save() (a new model, shaped by the file,
+ * with the file's example count).  @p cfg (may be NULL) supplies the
+ * allocator only.  A file saved without state loads with zero state (FTRL's
+ * z is rebuilt so that each weight stays as saved until it is next trained).
+ * @return OT_ENOENT/OT_EIO, OT_EFORMAT (not a model file, or invalid
+ *         contents), OT_EVERSION (unknown major format version),
+ *         OT_ECORRUPT (checksum mismatch or truncated), OT_ENOMEM, OT_EINVAL.
  */
 OT_API ot_status ot_model_load(const ot_config *cfg, const char *path, ot_model **out);
 
@@ -546,7 +613,571 @@ OT_API const char *ot_model_errmsg(const ot_model *m);
 
 /** @} */
 
-/* @@DELTA@@ */
+/** @defgroup delta Snapshots and the delta codec
+ *
+ * A snapshot is an immutable, reference-counted copy of a model's weights,
+ * optimizer state or both (option delta_source), with a version number.
+ *
+ * A delta frame carries values for some coordinates of a model: an ADD frame
+ * carries differences (trainer <-> parameter server), a SET frame absolute
+ * values (real-time update, server -> predictors), a FULL frame one chunk of a
+ * full update.  The layout is in docs/wire-format.md.
+ *
+ * The encoder sends local - snapshot for the coordinates that pass the
+ * threshold and the top-k budget, and advances the snapshot by exactly the
+ * values the receiver will decode, so what it held back or rounded away stays
+ * in local - snapshot and is sent later.
+ *
+ * The decoder treats every frame as hostile: it checks the whole frame
+ * (header, checksum, structure, indices, finite values) before it changes
+ * anything.
+ *
+ * Threads: an encoder and a decoder are externally synchronized (one thread
+ * at a time).  A snapshot never changes once made: any number of threads may
+ * read, retain and release it at once.  ot_delta_peek(), ot_delta_check()
+ * and ot_delta_walk() keep no state and are thread-safe.
+ *  @{ */
+
+/** An immutable, reference-counted copy of a model's arrays. */
+typedef struct ot_snapshot ot_snapshot;
+
+/** Frame kinds (header byte 6). */
+typedef enum ot_delta_kind {
+    OT_DELTA_ADD = 1,    /**< differences, added by the receiver */
+    OT_DELTA_SET = 2,    /**< absolute values; applying a SET frame twice equals once */
+    OT_DELTA_FULL = 3,   /**< one chunk of a full update (absolute values, every coordinate) */
+    OT_DELTA_CONTROL = 4 /**< no values: an opaque payload for the roles */
+} ot_delta_kind;
+
+/** Frame flags (header byte 7). */
+typedef enum ot_delta_flag {
+    OT_DELTA_FLAG_FIRST = 1, /**< the first frame of an update */
+    OT_DELTA_FLAG_LAST = 2   /**< the last frame of an update (ADD and SET frames carry both) */
+} ot_delta_flag;
+
+/** Header fields read by ot_delta_peek(). */
+typedef enum ot_delta_field {
+    OT_DELTA_FIELD_VERSION_MAJOR = 1,  /**< format major version */
+    OT_DELTA_FIELD_VERSION_MINOR = 2,  /**< format minor version */
+    OT_DELTA_FIELD_KIND = 3,           /**< an ::ot_delta_kind */
+    OT_DELTA_FIELD_FLAGS = 4,          /**< ::ot_delta_flag bits */
+    OT_DELTA_FIELD_HEADER_LENGTH = 5,  /**< header bytes (64 in format 1.0) */
+    OT_DELTA_FIELD_SHARD = 6,          /**< shard id */
+    OT_DELTA_FIELD_FINGERPRINT = 7,    /**< the model fingerprint */
+    OT_DELTA_FIELD_SEQUENCE = 8,       /**< sender's sequence number */
+    OT_DELTA_FIELD_BASE_VERSION = 9,   /**< version the frame was made against */
+    OT_DELTA_FIELD_NEW_VERSION = 10,   /**< version after applying it */
+    OT_DELTA_FIELD_SENDER = 11,        /**< sender id */
+    OT_DELTA_FIELD_ENTRIES = 12,       /**< number of values carried */
+    OT_DELTA_FIELD_PAYLOAD_LENGTH = 13,/**< payload bytes */
+    OT_DELTA_FIELD_CHECKSUM = 14,      /**< the CRC32C field as stored */
+    OT_DELTA_FIELD_FRAME_LENGTH = 15   /**< header length + payload length */
+} ot_delta_field;
+
+/**
+ * Makes a snapshot: a copy of the model's arrays that delta_source selects
+ * ("weights", "state": the optimizer state, or the weights of blocks without
+ * state, "both").  @p cfg (may be NULL) gives delta_source and the allocator.
+ * @p out receives a snapshot holding one reference.
+ * @return OT_OK, OT_EINVAL, OT_ENOMEM.
+ */
+OT_API ot_status ot_snapshot_create(const ot_config *cfg, const ot_model *m, uint64_t version,
+                                    ot_snapshot **out);
+
+/**
+ * Makes a snapshot of @p m that shares every page of @p prev holding no row
+ * the model marks touched, and copies the others (cost: the touched pages,
+ * not the model).  The caller promises that every row changed since @p prev
+ * was taken is marked touched: true when @p prev was taken from @p m and
+ * nothing cleared the model's touched rows since (ot_delta_encode() and
+ * ot_delta_encode_set() clear them).  Does not change the touched rows.
+ * @return OT_OK, OT_EINVAL, OT_EMISMATCH (@p prev is of another model),
+ *         OT_ENOMEM.
+ */
+OT_API ot_status ot_snapshot_update(const ot_snapshot *prev, const ot_model *m, uint64_t version,
+                                    ot_snapshot **out);
+
+/** Adds a reference; returns @p s.  Thread-safe.  Accepts NULL. */
+OT_API ot_snapshot *ot_snapshot_retain(ot_snapshot *s);
+
+/** Drops a reference; the last one frees the snapshot.  Thread-safe.  Accepts NULL. */
+OT_API void ot_snapshot_release(ot_snapshot *s);
+
+/** The snapshot's version (0 for NULL). */
+OT_API uint64_t ot_snapshot_version(const ot_snapshot *s);
+
+/** Fingerprint of the model the snapshot was taken from (0 for NULL). */
+OT_API uint64_t ot_snapshot_fingerprint(const ot_snapshot *s);
+
+/** Size of the flat index space (0 for NULL). */
+OT_API uint64_t ot_snapshot_num_weights(const ot_snapshot *s);
+
+/** 1 if the snapshot holds array @p array (an ::ot_array) of some block, else 0. */
+OT_API int ot_snapshot_has_array(const ot_snapshot *s, int array);
+
+/**
+ * Copies @p n values of array @p array (an ::ot_array) starting at flat
+ * index @p first into @p out.  Thread-safe.
+ * @return OT_OK, OT_EINVAL, OT_ERANGE (past the end), OT_ENOENT (a block in
+ *         the range has no such array in the snapshot).
+ */
+OT_API ot_status ot_snapshot_read(const ot_snapshot *s, int array, uint64_t first, size_t n,
+                                  float *out);
+
+/** A delta encoder: options, header ids, sequence numbers and scratch memory. */
+typedef struct ot_delta_encoder ot_delta_encoder;
+
+/**
+ * Creates an encoder.  @p cfg (may be NULL: defaults) gives delta_source,
+ * threshold, threshold_rel, max_entries, value_encoding,
+ * stochastic_rounding, max_message, seed and the allocator.
+ * @return OT_OK, OT_EINVAL, OT_ENOMEM.
+ */
+OT_API ot_status ot_delta_encoder_create(const ot_config *cfg, ot_delta_encoder **out);
+
+/** Destroys an encoder.  Accepts NULL. */
+OT_API void ot_delta_encoder_destroy(ot_delta_encoder *enc);
+
+/** Detail message of the encoder's last error; "" if none.  Never NULL. */
+OT_API const char *ot_delta_encoder_errmsg(const ot_delta_encoder *enc);
+
+/** Sets the shard id and sender id written into the frames that follow (default 0, 0). */
+OT_API ot_status ot_delta_encoder_set_ids(ot_delta_encoder *enc, uint32_t shard, uint32_t sender);
+
+/** Sets the sequence number of the next frame (default 1); each frame made increments it. */
+OT_API ot_status ot_delta_encoder_set_sequence(ot_delta_encoder *enc, uint64_t next);
+
+/** The sequence number the next frame will carry (0 for NULL). */
+OT_API uint64_t ot_delta_encoder_sequence(const ot_delta_encoder *enc);
+
+/** Sets the base and new version written into the frames that follow (default 0, 0). */
+OT_API ot_status ot_delta_encoder_set_versions(ot_delta_encoder *enc, uint64_t base,
+                                               uint64_t new_version);
+
+/** Abandons a full update in progress: the next ot_delta_encode_set() with full = 1 starts over. */
+OT_API void ot_delta_encoder_reset(ot_delta_encoder *enc);
+
+/**
+ * Number of values the last encode call held back because they (or the
+ * snapshot's values) were NaN or infinite; 0 for NULL.
+ */
+OT_API uint64_t ot_delta_encoder_nonfinite(const ot_delta_encoder *enc);
+
+/**
+ * An upper bound of the size of the next frame ot_delta_encode() (@p kind
+ * OT_DELTA_ADD), ot_delta_encode_set() (OT_DELTA_SET) or a full-update chunk
+ * (OT_DELTA_FULL) would make for @p m now.  Never more than max_message.
+ * Costs O(blocks).  0 for invalid arguments.
+ */
+OT_API size_t ot_delta_encode_bound(const ot_delta_encoder *enc, const ot_model *m, int kind);
+
+/**
+ * Encodes one ADD frame of `local - snapshot` into @p dst and advances the
+ * snapshot by exactly the values the frame decodes to.
+ *
+ * Coordinates are selected when |local - snapshot| is nonzero, at least
+ * threshold and at least threshold_rel * |snapshot|, then the max_entries
+ * largest by magnitude (0: all); a row is sent whole when one of its values
+ * is selected.  Values are encoded with value_encoding.  Only rows the model
+ * marks touched are examined (every row of blocks without touched tracking);
+ * afterwards exactly the rows whose `local - snapshot` is still nonzero stay
+ * touched.  A frame never exceeds max_message: rows that do not fit stay
+ * touched, and @p more (may be NULL) is set to 1.  Rows holding NaN or
+ * infinity (in the model or the snapshot) are never sent: they stay touched
+ * and ot_delta_encoder_nonfinite() counts their values.
+ *
+ * @p snap is consumed and replaced: on success *snap is the advanced
+ * snapshot (the same object when the caller held the only reference, else a
+ * new one sharing unchanged pages; the old reference is released).  On error
+ * nothing changes: not the model, not *snap.
+ *
+ * @return OT_OK with the frame length in @p len; OT_ENOSPC with the size
+ *         needed in @p len; OT_EMISMATCH (snapshot of another model);
+ *         OT_ETOOBIG (one row alone exceeds max_message); OT_EINVAL;
+ *         OT_ENOMEM.
+ */
+OT_API ot_status ot_delta_encode(ot_delta_encoder *enc, ot_model *m, ot_snapshot **snap, void *dst,
+                                 size_t cap, size_t *len, int *more);
+
+/** ot_delta_encode() into a new buffer (release with ot_buf_release()). */
+OT_API ot_status ot_delta_encode_buf(ot_delta_encoder *enc, ot_model *m, ot_snapshot **snap,
+                                     ot_buf **out, int *more);
+
+/**
+ * Encodes one SET frame of absolute values into @p dst and advances
+ * @p published (what the receivers hold) to the decoded values.
+ *
+ * @p full 0: a real-time update: the touched coordinates whose
+ * |model - published| passes threshold and threshold_rel (and the
+ * max_entries budget), as ot_delta_encode() selects them.  @p full 1: the
+ * next chunk of a full update (kind OT_DELTA_FULL): every coordinate, in
+ * order, in frames of at most max_message bytes; the first carries
+ * OT_DELTA_FLAG_FIRST and the last OT_DELTA_FLAG_LAST, and @p more is 1 until
+ * the last chunk is made.  Chunks of one full update carry consecutive
+ * sequence numbers.  A full update leaves the touched rows as they are.
+ *
+ * Ownership of @p published and errors as ot_delta_encode().
+ */
+OT_API ot_status ot_delta_encode_set(ot_delta_encoder *enc, ot_model *m, ot_snapshot **published,
+                                     int full, void *dst, size_t cap, size_t *len, int *more);
+
+/** ot_delta_encode_set() into a new buffer. */
+OT_API ot_status ot_delta_encode_set_buf(ot_delta_encoder *enc, ot_model *m,
+                                         ot_snapshot **published, int full, ot_buf **out,
+                                         int *more);
+
+/**
+ * Encodes a CONTROL frame carrying @p n opaque bytes (copied) for a model of
+ * fingerprint @p fingerprint.
+ * @return OT_OK, OT_ENOSPC (size needed in @p len), OT_ETOOBIG (over
+ *         max_message), OT_EINVAL.
+ */
+OT_API ot_status ot_delta_encode_control(ot_delta_encoder *enc, uint64_t fingerprint,
+                                         const void *payload, size_t n, void *dst, size_t cap,
+                                         size_t *len);
+
+/**
+ * Merges two ADD frames for @p m into one fp32 ADD frame whose application
+ * equals applying @p a then @p b (coordinate-wise sums, within float
+ * rounding).  Both are validated first.  The header comes from the encoder
+ * (ids, versions, next sequence number).
+ * @return OT_OK, OT_ENOSPC (size needed in @p len), OT_ETOOBIG (over
+ *         max_message), OT_EINVAL (not ADD frames), or any validation error
+ *         of ot_delta_validate().
+ */
+OT_API ot_status ot_delta_merge(ot_delta_encoder *enc, const ot_model *m, const void *a,
+                                size_t alen, const void *b, size_t blen, void *dst, size_t cap,
+                                size_t *len);
+
+/** ot_delta_merge() into a new buffer. */
+OT_API ot_status ot_delta_merge_buf(ot_delta_encoder *enc, const ot_model *m, const void *a,
+                                    size_t alen, const void *b, size_t blen, ot_buf **out);
+
+/** A delta decoder: limits, the accepted shard and an error message. */
+typedef struct ot_delta_decoder ot_delta_decoder;
+
+/**
+ * Creates a decoder.  @p cfg (may be NULL) gives max_message (longer frames
+ * are refused with OT_ETOOBIG) and the allocator.
+ */
+OT_API ot_status ot_delta_decoder_create(const ot_config *cfg, ot_delta_decoder **out);
+
+/** Destroys a decoder.  Accepts NULL. */
+OT_API void ot_delta_decoder_destroy(ot_delta_decoder *dec);
+
+/** Detail message of the decoder's last error; "" if none.  Never NULL. */
+OT_API const char *ot_delta_decoder_errmsg(const ot_delta_decoder *dec);
+
+/**
+ * Accept only frames of shard @p shard whose values all lie in flat indices
+ * [@p lo, @p hi): others are refused with OT_EMISMATCH (shard) or OT_ERANGE
+ * (index).  By default every shard and the whole model are accepted.
+ * @return OT_OK, OT_EINVAL (lo > hi).
+ */
+OT_API ot_status ot_delta_decoder_set_shard(ot_delta_decoder *dec, uint32_t shard, uint64_t lo,
+                                            uint64_t hi);
+
+/**
+ * Checks a frame against a model without changing anything.  Statuses, in
+ * the order the checks run (docs/wire-format.md, "Validation"):
+ * OT_EFORMAT (bad magic), OT_EVERSION (unknown major version), OT_ECORRUPT
+ * (truncated, or checksum mismatch), OT_ETOOBIG (over max_message),
+ * OT_EFORMAT (bad kind, flags, structure, block, column count, or a row past
+ * the block), OT_EMISMATCH (fingerprint or shard), OT_ERANGE (an index
+ * outside the decoder's shard range), OT_ENONFINITE (NaN or infinity).
+ */
+OT_API ot_status ot_delta_validate(ot_delta_decoder *dec, const ot_model *m, const void *data,
+                                   size_t len);
+
+/**
+ * Validates a frame as ot_delta_validate(), then applies it to @p m: ADD
+ * adds, SET and FULL overwrite; rows written are marked touched; rows whose
+ * optimizer state was written get their weights derived from it (FTRL).
+ * An ADD whose sum overflows saturates at the largest finite float.  On any
+ * error the model is unchanged.  CONTROL frames give OT_EINVAL.
+ */
+OT_API ot_status ot_delta_apply(ot_delta_decoder *dec, ot_model *m, const void *data, size_t len);
+
+/**
+ * Validates a frame against a snapshot and applies it, replacing *@p snap as
+ * ot_delta_encode() does; the result's version is the frame's new version.
+ * A frame carrying an array the snapshot does not hold gives OT_EMISMATCH.
+ */
+OT_API ot_status ot_delta_apply_snapshot(ot_delta_decoder *dec, ot_snapshot **snap,
+                                         const void *data, size_t len);
+
+/**
+ * Reads one header field (an ::ot_delta_field) without checking the
+ * checksum, for routing.
+ * @return OT_OK; OT_EFORMAT (not a delta frame); OT_EVERSION (unknown major
+ *         version); OT_ECORRUPT (shorter than its header); OT_ENOTSUP
+ *         (unknown field); OT_EINVAL.
+ */
+OT_API ot_status ot_delta_peek(const void *data, size_t len, int field, uint64_t *value);
+
+/**
+ * Checks everything that does not need the model: header, length, checksum,
+ * structure, finite values.  @p len must be exactly one frame.
+ * @return OT_OK or the statuses of ot_delta_validate() except OT_EMISMATCH
+ *         and OT_ERANGE.
+ */
+OT_API ot_status ot_delta_check(const void *data, size_t len);
+
+/**
+ * Called by ot_delta_walk() for each section of a frame: the block index,
+ * the array (an ::ot_array), the value encoding (0 fp32, 1 fp16, 2 bf16,
+ * 3 int8), the layout (0 sparse, 1 dense), the first row, the number of rows
+ * carried, the values per row, the section's bytes and the smallest and
+ * largest decoded value.  Return nonzero to stop the walk.
+ */
+typedef int (*ot_delta_section_fn)(void *user, uint32_t block, int array, int encoding,
+                                   int layout, uint64_t first_row, uint64_t rows, uint32_t cols,
+                                   size_t bytes, float min_value, float max_value);
+
+/**
+ * Checks a frame as ot_delta_check(), then calls @p fn for each section in
+ * order.  @return the check's status (OT_OK also when @p fn stopped early).
+ */
+OT_API ot_status ot_delta_walk(const void *data, size_t len, ot_delta_section_fn fn, void *user);
+
+/**
+ * The opaque payload of a CONTROL frame, after ot_delta_check(): @p payload
+ * points into @p data.  OT_EINVAL if the frame is not a CONTROL frame.
+ */
+OT_API ot_status ot_delta_control_payload(const void *data, size_t len, const uint8_t **payload,
+                                          size_t *n);
+
+/** "ADD", "SET", "FULL", "CONTROL", or "?" for other values.  Static. */
+OT_API const char *ot_delta_kind_name(int kind);
+
+/** "fp32", "fp16", "bf16", "int8", or "?" for other values.  Static. */
+OT_API const char *ot_delta_encoding_name(int encoding);
+
+/** @} */
+
+/** @defgroup roles The three roles: parameter server, trainer, predictor
+ *
+ * The roles talk as docs/protocol.md describes, over nng URLs (inproc://,
+ * ipc://, tcp://, tls+tcp://).  Each role copies its config at create time.
+ *
+ * Threads: a parameter server runs its own threads (request handlers and a
+ * publisher); its calls are thread-safe.  A trainer is externally
+ * synchronized (one thread at a time; it syncs inside ot_trainer_learn() and
+ * ot_trainer_sync()).  A predictor runs an update thread; ot_predictor_predict()
+ * and ot_predictor_predict_batch() may be called from any number of threads
+ * while updates land, and never wait for them.  Stats can be read from any
+ * thread.  Stop and destroy may be called from any thread but not from a
+ * library callback.
+ *
+ * Stats: each role has named counters and gauges, read by name with
+ * `ot_*_stat()` and listed with `ot_*_stat_name()` (NULL past the last).
+ *  @{ */
+
+/** A parameter server (one shard of the master model). */
+typedef struct ot_param_server ot_param_server;
+
+/**
+ * Creates a server whose master model is built from @p cfg (model options,
+ * plus rt_interval_ms, full_interval_ms, rt_threshold, rt_max_entries,
+ * aggregation, num_trainers, change_log_bytes, shard_id, num_shards,
+ * max_message, recv_max_bytes, request_contexts).  The config is validated
+ * (ot_config_validate()).
+ */
+OT_API ot_status ot_param_server_create(const ot_config *cfg, ot_param_server **out);
+
+/**
+ * Binds the server: @p trainer_url for request/reply (trainers' syncs and
+ * everyone's full-copy requests), @p predictor_url (may be NULL) for
+ * publishing updates to predictors.  A TCP port 0 picks a free port; read
+ * the bound URLs with ot_param_server_url().  Before ot_param_server_start().
+ * @return OT_OK, OT_EADDRINUSE, OT_EINVAL (bad URL), OT_ESTATE.
+ */
+OT_API ot_status ot_param_server_listen(ot_param_server *ps, const char *trainer_url,
+                                        const char *predictor_url);
+
+/**
+ * The URL a listener is bound to, with the port resolved: @p which 0 the
+ * trainer URL, 1 the predictor URL.  Owned by the server; NULL if not bound.
+ */
+OT_API const char *ot_param_server_url(const ot_param_server *ps, int which);
+
+/** Starts serving requests and publishing on schedule.  OT_ESTATE if not bound or started. */
+OT_API ot_status ot_param_server_start(ot_param_server *ps);
+
+/**
+ * Publishes now: a real-time update (@p full 0) or a full update (@p full 1),
+ * whatever the schedule.  Returns when the frames have been handed to the
+ * transport.  OT_ESTATE if not started.
+ */
+OT_API ot_status ot_param_server_publish(ot_param_server *ps, int full);
+
+/**
+ * Stops: finishes requests in flight, stops the publisher, closes the
+ * sockets.  Returns when no server thread or callback is running.
+ * Idempotent.
+ */
+OT_API ot_status ot_param_server_stop(ot_param_server *ps);
+
+/** Stops (if running) and destroys.  Accepts NULL. */
+OT_API void ot_param_server_destroy(ot_param_server *ps);
+
+/** The master version: the number of deltas applied. */
+OT_API uint64_t ot_param_server_version(const ot_param_server *ps);
+
+/** A copy of the master model, taken under the server's lock. */
+OT_API ot_status ot_param_server_copy_model(const ot_param_server *ps, ot_model **out);
+
+/** Reads a stat by name.  OT_ENOENT for an unknown name. */
+OT_API ot_status ot_param_server_stat(const ot_param_server *ps, const char *name, double *value);
+
+/** The name of stat @p i, or NULL past the last. */
+OT_API const char *ot_param_server_stat_name(const ot_param_server *ps, size_t i);
+
+/** Detail message of the server's last error; "" if none.  Never NULL. */
+OT_API const char *ot_param_server_errmsg(const ot_param_server *ps);
+
+/** A training worker: a local model and a snapshot of what the server has. */
+typedef struct ot_trainer ot_trainer;
+
+/**
+ * Creates a trainer whose local model is built from @p cfg (the same model
+ * options as the server's), plus trainer_id, sync_every_examples,
+ * sync_interval_ms, the delta codec's options, timeout_ms, reconnect_ms,
+ * sync_retries.
+ */
+OT_API ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out);
+
+/**
+ * Connects to a server's trainer URL and loads its master as the local model
+ * and the snapshot (a full copy).  Waits up to timeout_ms for the server.
+ * @return OT_OK, OT_ETIMEDOUT, OT_EMISMATCH (the server's model has another
+ *         shape), OT_ESTATE (already connected).
+ */
+OT_API ot_status ot_trainer_connect(ot_trainer *tr, const char *url);
+
+/**
+ * Learns one example on the local model, then syncs if sync_every_examples
+ * or sync_interval_ms says so.  @p loss as ot_model_learn().  A failed sync
+ * keeps the delta for the next one (nothing is lost) and is reported here.
+ */
+OT_API ot_status ot_trainer_learn(ot_trainer *tr, const ot_example *ex, float *loss);
+
+/** Learns @p n examples (one mini-batch), then syncs if due. */
+OT_API ot_status ot_trainer_learn_batch(ot_trainer *tr, const ot_example *const *ex, size_t n,
+                                        float *losses);
+
+/**
+ * Sends the delta (local - snapshot) to the server and applies the
+ * aggregated update it returns.  A request that times out is resent with
+ * the same sequence number (sync_retries times), so the server applies it
+ * once; after that the delta stays pending and the next sync resends it.
+ */
+OT_API ot_status ot_trainer_sync(ot_trainer *tr);
+
+/** Predicts with the local model. */
+OT_API ot_status ot_trainer_predict(const ot_trainer *tr, const ot_example *ex, float *out);
+
+/** The local model, borrowed: valid until the next call on the trainer. */
+OT_API const ot_model *ot_trainer_model(const ot_trainer *tr);
+
+/** The master version the trainer has seen (its last sync's). */
+OT_API uint64_t ot_trainer_version(const ot_trainer *tr);
+
+/** Reads a stat by name.  OT_ENOENT for an unknown name. */
+OT_API ot_status ot_trainer_stat(const ot_trainer *tr, const char *name, double *value);
+
+/** The name of stat @p i, or NULL past the last. */
+OT_API const char *ot_trainer_stat_name(const ot_trainer *tr, size_t i);
+
+/** Detail message of the trainer's last error; "" if none.  Never NULL. */
+OT_API const char *ot_trainer_errmsg(const ot_trainer *tr);
+
+/** Destroys a trainer (without syncing).  Accepts NULL. */
+OT_API void ot_trainer_destroy(ot_trainer *tr);
+
+/** A prediction worker: serves a local copy kept fresh by the server. */
+typedef struct ot_predictor ot_predictor;
+
+/**
+ * Creates a predictor for models of the shape @p cfg describes (the same
+ * model options as the server's), plus gap_policy, timeout_ms, reconnect_ms,
+ * recv_max_bytes, max_message (largest frame accepted: at least the
+ * server's), shard_id and num_shards (sent in the HELLO).  The predictor
+ * keeps up to three models of that shape (served, staging, spare), plus one
+ * while a full update is assembled (docs/threading.md).
+ * @return OT_OK, OT_EINVAL (NULL @p out, or model options that do not
+ *         parse), OT_ENOMEM.
+ */
+OT_API ot_status ot_predictor_create(const ot_config *cfg, ot_predictor **out);
+
+/**
+ * Subscribes to a server: @p pub_url is its predictor URL, @p req_url its
+ * trainer URL (for full copies).  Dials both, says HELLO (the server's
+ * model must have this one's shape), waits up to timeout_ms for the
+ * subscription to connect, loads a full copy, then starts the update
+ * thread.  Each request waits up to timeout_ms for the server.  On failure
+ * nothing is left running and subscribe may be called again.
+ * @return OT_OK, OT_ETIMEDOUT, OT_EMISMATCH, OT_EINVAL (NULL or bad URL),
+ *         OT_ESTATE (already subscribed, or stopped), the transport's and
+ *         the decoder's statuses; the detail is in ot_predictor_errmsg().
+ */
+OT_API ot_status ot_predictor_subscribe(ot_predictor *p, const char *pub_url, const char *req_url);
+
+/**
+ * Predicts one example with the current model, as ot_model_predict() does.
+ * Thread-safe: any number of threads at once, while updates land; never
+ * waits for the update thread and never changes the model.  Does not set
+ * the errmsg.  @return OT_OK, OT_EINVAL, OT_ESTATE (no model loaded yet),
+ * OT_ENOMEM.
+ */
+OT_API ot_status ot_predictor_predict(ot_predictor *p, const ot_example *ex, float *out);
+
+/**
+ * Predicts @p n examples with one model object: no full update or swap
+ * lands in the middle of the batch, though real-time updates written in
+ * place may (as during ot_predictor_predict()).  Thread-safe; statuses as
+ * ot_predictor_predict().
+ */
+OT_API ot_status ot_predictor_predict_batch(ot_predictor *p, const ot_example *const *ex, size_t n,
+                                            float *out);
+
+/** The master version of the model being served. */
+OT_API uint64_t ot_predictor_version(const ot_predictor *p);
+
+/**
+ * Waits until the served version is at least @p version, up to
+ * @p timeout_ms (>= 0).  Thread-safe.
+ * @return OT_OK, OT_ETIMEDOUT, OT_EINVAL (NULL or negative timeout).
+ */
+OT_API ot_status ot_predictor_wait_version(ot_predictor *p, uint64_t version, int32_t timeout_ms);
+
+/**
+ * A copy of the model being served (the caller owns it).  Thread-safe; waits
+ * for a real-time update being written in place.  @return OT_OK, OT_EINVAL,
+ * OT_ESTATE (no model loaded yet), OT_ENOMEM.
+ */
+OT_API ot_status ot_predictor_copy_model(ot_predictor *p, ot_model **out);
+
+/** Reads a stat by name.  OT_ENOENT for an unknown name. */
+OT_API ot_status ot_predictor_stat(const ot_predictor *p, const char *name, double *value);
+
+/** The name of stat @p i, or NULL past the last. */
+OT_API const char *ot_predictor_stat_name(const ot_predictor *p, size_t i);
+
+/** Detail message of the predictor's last error; "" if none.  Never NULL. */
+OT_API const char *ot_predictor_errmsg(const ot_predictor *p);
+
+/**
+ * Stops the update thread and closes the sockets; returns when the thread
+ * has ended.  The last model keeps being served.  Idempotent; a stopped
+ * predictor cannot subscribe again.
+ */
+OT_API ot_status ot_predictor_stop(ot_predictor *p);
+
+/** Stops and destroys.  Accepts NULL. */
+OT_API void ot_predictor_destroy(ot_predictor *p);
+
+/** @} */
 
 #ifdef __cplusplus
 }

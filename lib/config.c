@@ -65,6 +65,49 @@ static const option_def option_table[] = {
     WORD(OT_OPT_ACTIVATION, "activation", "relu", "relu|tanh|sigmoid|linear", "activation of hidden layers"),
     I64(OT_OPT_DENSE_DIM, "dense_dim", 0, 0, 1 << 20, "length of the examples' dense vectors"),
     F64(OT_OPT_INIT_SCALE, "init_scale", 0.1, 0.0, 100.0, "scale of the deep and embedding initial weights"),
+
+    WORD(OT_OPT_DELTA_SOURCE, "delta_source", "weights", "weights|state|both",
+         "what snapshots and deltas carry: weights, optimizer state (weights of blocks without state), or both"),
+    F64(OT_OPT_THRESHOLD, "threshold", 0.0, 0.0, 1e38, "smallest absolute change a delta sends"),
+    F64(OT_OPT_THRESHOLD_REL, "threshold_rel", 0.0, 0.0, 1e38,
+        "smallest change a delta sends, relative to the magnitude of the snapshot value"),
+    I64(OT_OPT_MAX_ENTRIES, "max_entries", 0, 0, UINT32_MAX,
+        "most values a delta frame selects, largest changes first (0: no limit)"),
+    WORD(OT_OPT_VALUE_ENCODING, "value_encoding", "fp32", "fp32|fp16|bf16|int8",
+         "how delta values are encoded (int8: a scale per section)"),
+    I64(OT_OPT_STOCHASTIC_ROUNDING, "stochastic_rounding", 0, 0, 1,
+        "1: round encoded delta values stochastically (seeded by seed)"),
+    I64(OT_OPT_MAX_MESSAGE, "max_message", 4 << 20, 4096, UINT32_MAX,
+        "largest delta frame in bytes; larger updates are split or sent in later frames"),
+
+    I64(OT_OPT_TRAINER_ID, "trainer_id", 1, 1, UINT32_MAX, "this trainer's id, unique among the server's trainers"),
+    I64(OT_OPT_SYNC_EVERY_EXAMPLES, "sync_every_examples", 1000, 0, INT64_C(1) << 40,
+        "a trainer syncs after this many examples (0: not by count)"),
+    I64(OT_OPT_SYNC_INTERVAL_MS, "sync_interval_ms", 1000, 0, INT64_C(86400000),
+        "a trainer syncs when this long has passed since its last sync (0: not by time)"),
+    I64(OT_OPT_RT_INTERVAL_MS, "rt_interval_ms", 100, 0, INT64_C(86400000),
+        "period of real-time updates to predictors (0: only when asked)"),
+    I64(OT_OPT_FULL_INTERVAL_MS, "full_interval_ms", 10000, 0, INT64_C(86400000) * 7,
+        "period of full updates to predictors, at least 10 x rt_interval_ms (0: only when asked)"),
+    F64(OT_OPT_RT_THRESHOLD, "rt_threshold", 1e-4, 0.0, 1e38,
+        "smallest |master - published| a real-time update sends"),
+    I64(OT_OPT_RT_MAX_ENTRIES, "rt_max_entries", 0, 0, UINT32_MAX,
+        "most weights in one real-time update, largest changes first (0: no cap)"),
+    WORD(OT_OPT_AGGREGATION, "aggregation", "sum", "sum|mean",
+         "how the server adds deltas into the master: as they are, or scaled by 1/num_trainers"),
+    I64(OT_OPT_NUM_TRAINERS, "num_trainers", 1, 1, 1 << 20, "trainers expected (for aggregation \"mean\")"),
+    I64(OT_OPT_CHANGE_LOG_BYTES, "change_log_bytes", INT64_C(64) << 20, 0, INT64_C(1) << 40,
+        "bytes of recent deltas a server keeps to build aggregated updates"),
+    I64(OT_OPT_TIMEOUT_MS, "timeout_ms", 5000, 1, INT64_C(86400000), "how long a request waits for its reply"),
+    I64(OT_OPT_RECONNECT_MS, "reconnect_ms", 100, 1, 600000, "first delay before redialing a lost peer"),
+    I64(OT_OPT_RECV_MAX_BYTES, "recv_max_bytes", INT64_C(64) << 20, 1024, INT64_C(1) << 32,
+        "largest message a socket accepts"),
+    WORD(OT_OPT_GAP_POLICY, "gap_policy", "request", "request|wait",
+         "what a predictor does when it misses an update: request a full copy, or wait for the next full update"),
+    I64(OT_OPT_REQUEST_CONTEXTS, "request_contexts", 4, 1, 1024, "requests a server handles at once"),
+    I64(OT_OPT_SHARD_ID, "shard_id", 0, 0, 65535, "this server's shard"),
+    I64(OT_OPT_NUM_SHARDS, "num_shards", 1, 1, 65536, "number of shards the model's index space is split into"),
+    I64(OT_OPT_SYNC_RETRIES, "sync_retries", 3, 0, 1000, "times a trainer resends a sync that got no reply"),
 };
 
 #define NOPT (sizeof(option_table) / sizeof(option_table[0]))
@@ -438,7 +481,18 @@ ot_status ot_config_validate(ot_config *cfg)
     if (cfg == NULL)
         return OT_EINVAL;
     cfg->errmsg[0] = '\0';
-    /* Cross-field rules are added here as options that need them appear. */
+    {
+        int64_t rt = oti_cfg_i64(cfg, OT_OPT_RT_INTERVAL_MS);
+        int64_t full = oti_cfg_i64(cfg, OT_OPT_FULL_INTERVAL_MS);
+        if (rt > 0 && full > 0 && full < 10 * rt)
+            return oti_err(cfg->errmsg, OT_EINVAL,
+                           "full_interval_ms (%lld) must be at least 10 x rt_interval_ms (%lld)",
+                           (long long)full, (long long)rt);
+    }
+    if (oti_cfg_i64(cfg, OT_OPT_SHARD_ID) >= oti_cfg_i64(cfg, OT_OPT_NUM_SHARDS))
+        return oti_err(cfg->errmsg, OT_EINVAL, "shard_id (%lld) must be below num_shards (%lld)",
+                       (long long)oti_cfg_i64(cfg, OT_OPT_SHARD_ID),
+                       (long long)oti_cfg_i64(cfg, OT_OPT_NUM_SHARDS));
     return OT_OK;
 }
 

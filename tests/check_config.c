@@ -150,6 +150,30 @@ START_TEST(test_config_bounds_and_choices)
 }
 END_TEST
 
+START_TEST(test_config_validate_cross_field_rules)
+{
+    ot_config *cfg;
+
+    ck_assert_int_eq(ot_config_create(&cfg), OT_OK);
+    ck_assert_int_eq(ot_config_validate(cfg), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_RT_INTERVAL_MS, 100), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_FULL_INTERVAL_MS, 999), OT_OK);
+    ck_assert_int_eq(ot_config_validate(cfg), OT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(ot_config_errmsg(cfg), "full_interval_ms"));
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_FULL_INTERVAL_MS, 1000), OT_OK);
+    ck_assert_int_eq(ot_config_validate(cfg), OT_OK);
+    /* 0 means "only on demand" and is exempt from the ratio */
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_FULL_INTERVAL_MS, 0), OT_OK);
+    ck_assert_int_eq(ot_config_validate(cfg), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_NUM_SHARDS, 2), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_SHARD_ID, 2), OT_OK);
+    ck_assert_int_eq(ot_config_validate(cfg), OT_EINVAL);
+    ck_assert_ptr_nonnull(strstr(ot_config_errmsg(cfg), "shard_id"));
+    ck_assert_int_eq(ot_config_validate(NULL), OT_EINVAL);
+    ot_config_destroy(cfg);
+}
+END_TEST
+
 Suite *suite_config(void)
 {
     Suite *s = suite_create("config");
@@ -160,6 +184,7 @@ Suite *suite_config(void)
     tcase_add_test(tc, test_config_errors);
     tcase_add_test(tc, test_config_set_text_and_lists);
     tcase_add_test(tc, test_config_bounds_and_choices);
+    tcase_add_test(tc, test_config_validate_cross_field_rules);
     suite_add_tcase(s, tc);
     return s;
 }
