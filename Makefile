@@ -36,7 +36,7 @@ NNG_LIBS ?= -lnng
 BLAS_LIBS ?= -lblas
 ZLIB_LIBS ?= -lz
 CHECK_LIBS ?= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
-LIBS := $(NNG_LIBS) $(BLAS_LIBS) $(ZLIB_LIBS) -lpthread -ldl -lm
+LIBS := $(NNG_LIBS) $(BLAS_LIBS) $(ZLIB_LIBS) -lmbedcrypto -lpthread -ldl -lm
 CPPFLAGS += -DOT_HAVE_ZLIB
 
 PREFIX ?= /usr/local
@@ -92,7 +92,7 @@ examples: $(EXAMPLE_BINS)
 
 # ---- dependencies (Debian packages) --------------------------------------------
 DEB_PACKAGES := libnng-dev libblas-dev check pkg-config zlib1g-dev libmbedtls-dev
-DEPS_PROBE := printf '\#include <nng/nng.h>\n\#include <cblas.h>\n\#include <check.h>\n\#include <zlib.h>\n' | \
+DEPS_PROBE := printf '\#include <nng/nng.h>\n\#include <cblas.h>\n\#include <check.h>\n\#include <zlib.h>\n\#include <mbedtls/md.h>\n' | \
               $(CC) -E -x c - >/dev/null 2>&1 && command -v $(PKG_CONFIG) >/dev/null 2>&1
 
 # A cheap probe (one preprocessor run); installs only when something is missing.
