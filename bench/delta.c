@@ -1,0 +1,377 @@
+/*
+ * bench/delta.c - figures of the delta codec on a 2^24-weight model.
+ *
+ * Prints one line per figure, "bench.delta.<figure> <value> <unit>":
+ *
+ *  - memcpy bandwidth over the model's bytes (the baseline, same run);
+ *  - encoder bandwidth on a dense diff (every weight changed), fp32, full
+ *    scan, and its ratio to memcpy;
+ *  - encode time with 1% of rows touched (scattered) through the touched
+ *    tracker, against a full scan of the same state;
+ *  - decode+apply throughput in entries per second, dense and sparse fp32;
+ *  - bytes per entry of a sparse delta per value encoding, on indices drawn
+ *    from a Zipf distribution (rank order, and hashed into the row space);
+ *  - snapshot costs: publishing a shadow, and ot_snapshot_update-style page
+ *    refresh after touching 1% of rows, clustered and scattered.
+ *
+ * Times are the best of several runs.  Uses the internal API (params views
+ * built by hand) so it runs without a trained model.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "delta.h"
+
+#define ROWS (1u << 24)
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint32_t rnd(void)
+{
+    uint64_t x = rng_state;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    rng_state = x;
+    return (uint32_t)(x >> 11);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p == NULL) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* One wide block of ROWS x 1 weights with a touched tracker. */
+static oti_params *params_new(int dense_hint)
+{
+    oti_params *p = calloc(1, sizeof(*p));
+    oti_block *b = calloc(1, sizeof(*b));
+    size_t i;
+
+    b->kind = OTI_BLOCK_WIDE;
+    strcpy(b->name, "wide");
+    b->rows = ROWS;
+    b->cols = 1;
+    b->dense_hint = dense_hint;
+    b->w = xmalloc((size_t)ROWS * 4);
+    for (i = 0; i < ROWS; i++)
+        b->w[i] = (float)(rnd() & 0xffff) * (1.0f / 65536.0f) - 0.5f;
+    b->touched_bits = calloc(ROWS / 64, 8);
+    b->touched_list = xmalloc((size_t)ROWS * 4);
+    p->blocks = b;
+    p->nblocks = 1;
+    p->total = ROWS;
+    p->fingerprint = 0x5eed;
+    return p;
+}
+
+static void params_free(oti_params *p)
+{
+    free(p->blocks[0].w);
+    free(p->blocks[0].touched_bits);
+    free(p->blocks[0].touched_list);
+    free(p->blocks);
+    free(p);
+}
+
+static ot_delta_encoder *encoder(const char *enc, int64_t max_message)
+{
+    ot_config *cfg;
+    ot_delta_encoder *e;
+
+    if (ot_config_create(&cfg) != OT_OK ||
+        ot_config_set_str(cfg, OT_OPT_VALUE_ENCODING, enc) != OT_OK ||
+        ot_config_set_i64(cfg, OT_OPT_MAX_MESSAGE, max_message) != OT_OK ||
+        ot_delta_encoder_create(cfg, &e) != OT_OK) {
+        fprintf(stderr, "bench: encoder\n");
+        exit(1);
+    }
+    ot_config_destroy(cfg);
+    return e;
+}
+
+static ot_delta_decoder *decoder(void)
+{
+    ot_config *cfg;
+    ot_delta_decoder *d;
+
+    if (ot_config_create(&cfg) != OT_OK ||
+        ot_config_set_i64(cfg, OT_OPT_MAX_MESSAGE, UINT32_MAX) != OT_OK ||
+        ot_delta_decoder_create(cfg, &d) != OT_OK) {
+        fprintf(stderr, "bench: decoder\n");
+        exit(1);
+    }
+    ot_config_destroy(cfg);
+    return d;
+}
+
+static void check(ot_status st, const char *what, const char *msg)
+{
+    if (st != OT_OK) {
+        fprintf(stderr, "bench: %s: %s: %s\n", what, ot_status_name(st), msg);
+        exit(1);
+    }
+}
+
+/* Changes every weight a little (keeps float magnitudes in place). */
+static void perturb_all(oti_params *p)
+{
+    float *w = p->blocks[0].w;
+    size_t i;
+
+    for (i = 0; i < ROWS; i++)
+        w[i] += (i & 1) ? 1e-3f : -1e-3f;
+    p->blocks[0].all_touched = 1;
+}
+
+static void touch_rows(oti_params *p, const uint32_t *rows, size_t n, float d)
+{
+    oti_block *b = &p->blocks[0];
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        b->w[rows[i]] += d;
+        oti_block_touch(b, rows[i]);
+    }
+}
+
+/* Zipf(s) ranks in [0, n) by inversion of the continuous approximation. */
+static uint32_t zipf(double s, double n)
+{
+    double u = ((double)rnd() + 0.5) / 4294967296.0; /* (0, 1) */
+    double a = 1.0 - s, hn = (pow(n, a) - 1.0) / a;
+    double x = pow(u * hn * a + 1.0, 1.0 / a);
+    uint32_t r = (uint32_t)(x - 1.0);
+
+    return r < n ? r : (uint32_t)n - 1;
+}
+
+int main(void)
+{
+    const size_t bytes = (size_t)ROWS * 4;
+    oti_params *local = params_new(1), *recv;
+    oti_shadow *sh;
+    ot_delta_encoder *e = encoder("fp32", UINT32_MAX);
+    ot_delta_decoder *d = decoder();
+    uint8_t *frame, *scratch;
+    size_t cap = (size_t)1 << 30, len = 0;
+    double t, best, best_memcpy = 1e9, best_enc = 1e9;
+    int rep, more;
+    uint32_t *rows;
+    size_t nrows, i;
+
+    frame = xmalloc(cap);
+    scratch = xmalloc(bytes);
+    check(oti_shadow_create(NULL, local, OTI_SRC_WEIGHTS, 0, &sh), "shadow", "");
+
+    /* ---- memcpy baseline ------------------------------------------------- */
+    for (rep = 0; rep < 7; rep++) {
+        /* called through a volatile pointer so the copy is not optimised away */
+        void *(*volatile copy)(void *, const void *, size_t) = memcpy;
+        t = now();
+        copy(scratch, local->blocks[0].w, bytes);
+        t = now() - t;
+        if (t < best_memcpy)
+            best_memcpy = t;
+    }
+    printf("bench.delta.memcpy_bandwidth %.2f GB/s\n", (double)bytes / best_memcpy / 1e9);
+
+    /* ---- dense encode ---------------------------------------------------- */
+    for (rep = 0; rep < 7; rep++) {
+        perturb_all(local);
+        t = now();
+        check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode",
+              ot_delta_encoder_errmsg(e));
+        t = now() - t;
+        if (t < best_enc)
+            best_enc = t;
+    }
+    printf("bench.delta.encode_dense_fp32_bandwidth %.2f GB/s\n", (double)bytes / best_enc / 1e9);
+    printf("bench.delta.encode_dense_fp32_vs_memcpy %.1f %%\n", 100.0 * best_memcpy / best_enc);
+    printf("bench.delta.encode_dense_fp32_frame %.3f bytes/entry\n", (double)len / ROWS);
+
+    /* ---- dense decode+apply ---------------------------------------------- */
+    recv = params_new(1);
+    best = 1e9;
+    for (rep = 0; rep < 5; rep++) {
+        t = now();
+        check(oti_delta_apply_params(d, recv, frame, len), "apply", ot_delta_decoder_errmsg(d));
+        t = now() - t;
+        if (t < best)
+            best = t;
+    }
+    printf("bench.delta.apply_dense_fp32 %.0f Mentries/s\n", ROWS / best / 1e6);
+
+    /* ---- 1% touched vs full scan ----------------------------------------- */
+    params_free(local);
+    oti_shadow_destroy(sh);
+    local = params_new(0);
+    check(oti_shadow_create(NULL, local, OTI_SRC_WEIGHTS, 0, &sh), "shadow", "");
+    nrows = ROWS / 100;
+    rows = xmalloc(nrows * 4);
+    for (i = 0; i < nrows; i++)
+        rows[i] = rnd() % ROWS;
+    {
+        double best_t = 1e9, best_f = 1e9;
+        size_t len_t = 0, len_f = 0;
+        for (rep = 0; rep < 7; rep++) {
+            touch_rows(local, rows, nrows, 0.25f);
+            oti_delta_encoder_scan_all(e, 0);
+            t = now();
+            check(oti_delta_encode_add(e, local, sh, frame, cap, &len_t, &more), "encode", "");
+            t = now() - t;
+            if (t < best_t)
+                best_t = t;
+            touch_rows(local, rows, nrows, 0.25f);
+            oti_delta_encoder_scan_all(e, 1);
+            t = now();
+            check(oti_delta_encode_add(e, local, sh, frame, cap, &len_f, &more), "encode", "");
+            t = now() - t;
+            if (t < best_f)
+                best_f = t;
+        }
+        oti_delta_encoder_scan_all(e, 0);
+        printf("bench.delta.encode_touched_1pct_time %.3f ms\n", best_t * 1e3);
+        printf("bench.delta.encode_full_scan_1pct_time %.3f ms\n", best_f * 1e3);
+        printf("bench.delta.encode_touched_vs_full_scan %.1f %%\n", 100.0 * best_t / best_f);
+        if (len_t != len_f)
+            printf("bench.delta.warning_frames_differ %zu bytes\n", len_t > len_f ? len_t - len_f
+                                                                                 : len_f - len_t);
+
+        /* sparse decode+apply of that frame */
+        touch_rows(local, rows, nrows, 0.25f);
+        check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode", "");
+        {
+            uint64_t entries;
+            ot_delta_peek(frame, len, OT_DELTA_FIELD_ENTRIES, &entries);
+            best = 1e9;
+            for (rep = 0; rep < 7; rep++) {
+                t = now();
+                check(oti_delta_apply_params(d, recv, frame, len), "apply",
+                      ot_delta_decoder_errmsg(d));
+                t = now() - t;
+                if (t < best)
+                    best = t;
+                recv->blocks[0].ntouched = 0;
+                memset(recv->blocks[0].touched_bits, 0, ROWS / 8);
+            }
+            printf("bench.delta.apply_sparse_fp32 %.0f Mentries/s\n", (double)entries / best / 1e6);
+            printf("bench.delta.sparse_uniform_1pct_fp32 %.3f bytes/entry\n",
+                   (double)len / (double)entries);
+        }
+    }
+
+    /* ---- bytes per entry on Zipf indices ---------------------------------- */
+    {
+        static const char *encs[] = {"fp32", "fp16", "bf16", "int8"};
+        const size_t draws = 1000000;
+        int hashed, k;
+        uint32_t *z = xmalloc(draws * 4);
+        for (hashed = 0; hashed < 2; hashed++) {
+            for (i = 0; i < draws; i++) {
+                uint32_t r = zipf(1.1, (double)ROWS);
+                z[i] = hashed ? ot_hash(&r, 4, 0) % ROWS : r;
+            }
+            for (k = 0; k < 4; k++) {
+                ot_delta_encoder *ez = encoder(encs[k], UINT32_MAX);
+                uint64_t entries;
+                oti_shadow *s2;
+                check(oti_shadow_create(NULL, local, OTI_SRC_WEIGHTS, 0, &s2), "shadow", "");
+                touch_rows(local, z, draws, 0.01f);
+                check(oti_delta_encode_add(ez, local, s2, frame, cap, &len, &more), "encode", "");
+                ot_delta_peek(frame, len, OT_DELTA_FIELD_ENTRIES, &entries);
+                printf("bench.delta.zipf%s_%s %.3f bytes/entry\n", hashed ? "_hashed" : "",
+                       encs[k], (double)len / (double)entries);
+                if (k == 0)
+                    printf("bench.delta.zipf%s_distinct_rows %llu rows\n", hashed ? "_hashed" : "",
+                           (unsigned long long)entries);
+                oti_shadow_destroy(s2);
+                ot_delta_encoder_destroy(ez);
+            }
+        }
+        free(z);
+    }
+
+    /* ---- snapshots ----------------------------------------------------------- */
+    {
+        ot_snapshot *snap;
+        double tp = 1e9, tc = 1e9, ts = 1e9, tf = 1e9;
+        for (rep = 0; rep < 5; rep++) {
+            t = now();
+            check(oti_shadow_publish(sh, 1, &snap), "publish", "");
+            t = now() - t;
+            if (t < tp)
+                tp = t;
+            ot_snapshot_release(snap);
+        }
+        printf("bench.delta.snapshot_publish %.3f ms\n", tp * 1e3);
+        for (rep = 0; rep < 5; rep++) {
+            ot_snapshot *s0, *s1;
+            oti_shadow *c;
+            /* clustered: 1% of rows in one contiguous run */
+            check(oti_shadow_publish(sh, 1, &s0), "publish", "");
+            oti_params_clear_touched(local);
+            for (i = 0; i < nrows; i++)
+                oti_block_touch(&local->blocks[0], 1000000 + i);
+            check(oti_shadow_clone(&s0->body, &c), "clone", "");
+            check(oti_shadow_into_snapshot(c, &s1), "snapshot", "");
+            t = now();
+            check(oti_snapshot_refresh(s1, local), "refresh", "");
+            t = now() - t;
+            if (t < tc)
+                tc = t;
+            ot_snapshot_release(s1);
+            /* scattered: 1% of rows at random */
+            oti_params_clear_touched(local);
+            for (i = 0; i < nrows; i++)
+                oti_block_touch(&local->blocks[0], rows[i]);
+            check(oti_shadow_clone(&s0->body, &c), "clone", "");
+            check(oti_shadow_into_snapshot(c, &s1), "snapshot", "");
+            t = now();
+            check(oti_snapshot_refresh(s1, local), "refresh", "");
+            t = now() - t;
+            if (t < ts)
+                ts = t;
+            ot_snapshot_release(s1);
+            /* a full copy, for scale */
+            t = now();
+            check(oti_shadow_create(NULL, local, OTI_SRC_WEIGHTS, 0, &c), "copy", "");
+            t = now() - t;
+            if (t < tf)
+                tf = t;
+            oti_shadow_destroy(c);
+            ot_snapshot_release(s0);
+        }
+        printf("bench.delta.snapshot_update_1pct_clustered %.3f ms\n", tc * 1e3);
+        printf("bench.delta.snapshot_update_1pct_scattered %.3f ms\n", ts * 1e3);
+        printf("bench.delta.snapshot_full_copy %.3f ms\n", tf * 1e3);
+    }
+
+    free(rows);
+    free(frame);
+    free(scratch);
+    params_free(local);
+    params_free(recv);
+    oti_shadow_destroy(sh);
+    ot_delta_encoder_destroy(e);
+    ot_delta_decoder_destroy(d);
+    return 0;
+}
