@@ -200,7 +200,7 @@ typedef enum ot_option {
     OT_OPT_DENSE_DIM = 114,     /**< "dense_dim": length of examples' dense vectors (default 0). */
     OT_OPT_INIT_SCALE = 115,    /**< "init_scale": scale of deep/embedding initial weights (default 0.1). */
     /* delta codec */
-    OT_OPT_DELTA_SOURCE = 200,  /**< "delta_source": "weights" (default), "state" or "both". */
+    OT_OPT_DELTA_SOURCE = 200,  /**< "delta_source": "weights", "state" (default: the optimizer state, and the weights of blocks without state) or "both". */
     OT_OPT_THRESHOLD = 201,     /**< "threshold": smallest |change| sent, absolute (default 0). */
     OT_OPT_THRESHOLD_REL = 202, /**< "threshold_rel": smallest |change| / |snapshot value| sent (default 0). */
     OT_OPT_MAX_ENTRIES = 203,   /**< "max_entries": most values selected per frame, largest first (0: all). */
@@ -728,9 +728,11 @@ OT_API ot_status ot_snapshot_read(const ot_snapshot *s, int array, uint64_t firs
 typedef struct ot_delta_encoder ot_delta_encoder;
 
 /**
- * Creates an encoder.  @p cfg (may be NULL: defaults) gives delta_source,
- * threshold, threshold_rel, max_entries, value_encoding,
- * stochastic_rounding, max_message, seed and the allocator.
+ * Creates an encoder.  @p cfg (may be NULL: defaults) gives threshold,
+ * threshold_rel, max_entries, value_encoding, stochastic_rounding,
+ * max_message, seed and the allocator.  What a frame carries (weights,
+ * state or both) is what the snapshot holds, chosen by delta_source when
+ * the snapshot was made.
  * @return OT_OK, OT_EINVAL, OT_ENOMEM.
  */
 OT_API ot_status ot_delta_encoder_create(const ot_config *cfg, ot_delta_encoder **out);
@@ -881,10 +883,13 @@ OT_API ot_status ot_delta_decoder_set_shard(ot_delta_decoder *dec, uint32_t shar
  * Checks a frame against a model without changing anything.  Statuses, in
  * the order the checks run (docs/wire-format.md, "Validation"):
  * OT_EFORMAT (bad magic), OT_EVERSION (unknown major version), OT_ECORRUPT
- * (truncated, or checksum mismatch), OT_ETOOBIG (over max_message),
- * OT_EFORMAT (bad kind, flags, structure, block, column count, or a row past
- * the block), OT_EMISMATCH (fingerprint or shard), OT_ERANGE (an index
- * outside the decoder's shard range), OT_ENONFINITE (NaN or infinity).
+ * (truncated), OT_EFORMAT (trailing bytes), OT_ETOOBIG (over max_message),
+ * OT_ECORRUPT (checksum mismatch), OT_EFORMAT (unknown kind or flags),
+ * OT_EMISMATCH (fingerprint, or shard when one is set), then for each
+ * section OT_EFORMAT (malformed, unknown block or array, wrong column
+ * count, a row past the block), OT_ERANGE (an index outside the decoder's
+ * shard range), OT_ENONFINITE (NaN or infinity).  OT_EINVAL for NULL
+ * arguments, OT_ENOMEM.
  */
 OT_API ot_status ot_delta_validate(ot_delta_decoder *dec, const ot_model *m, const void *data,
                                    size_t len);

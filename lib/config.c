@@ -66,7 +66,7 @@ static const option_def option_table[] = {
     I64(OT_OPT_DENSE_DIM, "dense_dim", 0, 0, 1 << 20, "length of the examples' dense vectors"),
     F64(OT_OPT_INIT_SCALE, "init_scale", 0.1, 0.0, 100.0, "scale of the deep and embedding initial weights"),
 
-    WORD(OT_OPT_DELTA_SOURCE, "delta_source", "weights", "weights|state|both",
+    WORD(OT_OPT_DELTA_SOURCE, "delta_source", "state", "weights|state|both",
          "what snapshots and deltas carry: weights, optimizer state (weights of blocks without state), or both"),
     F64(OT_OPT_THRESHOLD, "threshold", 0.0, 0.0, 1e38, "smallest absolute change a delta sends"),
     F64(OT_OPT_THRESHOLD_REL, "threshold_rel", 0.0, 0.0, 1e38,

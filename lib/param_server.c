@@ -972,11 +972,12 @@ ot_status ot_param_server_create(const ot_config *cfg, ot_param_server **out)
     ps->scale = 1.0f;
     if (strcmp(oti_cfg_str(ps->cfg, OT_OPT_AGGREGATION), "mean") == 0)
         ps->scale = 1.0f / (float)oti_cfg_i64(ps->cfg, OT_OPT_NUM_TRAINERS);
-    /* Published and full copies carry the weights, and the optimizer state
-     * too when trainers exchange state. */
+    /* Real-time updates go to predictors, which never train: weights only.
+     * Full copies also load trainers, so they carry the optimizer state too
+     * when trainers exchange state. */
     source = strcmp(oti_cfg_str(ps->cfg, OT_OPT_DELTA_SOURCE), "weights") == 0 ? "weights"
                                                                                : "both";
-    if ((st = derived_config(ps->cfg, source, 1, &pub_cfg)) != OT_OK ||
+    if ((st = derived_config(ps->cfg, "weights", 1, &pub_cfg)) != OT_OK ||
         (st = derived_config(ps->cfg, source, 0, &full_cfg)) != OT_OK) {
         oti_err(ps->errmsg, st, "cannot derive the publishing options");
         goto fail;

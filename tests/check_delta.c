@@ -1842,6 +1842,7 @@ START_TEST(test_delta_snapshot_update_shares_pages)
 
     ck_assert_int_eq(ot_config_create(&cfg), OT_OK);
     ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_BITS, 18), OT_OK);
+    ck_assert_int_eq(ot_config_set_str(cfg, OT_OPT_DELTA_SOURCE, "weights"), OT_OK);
     m = model_new(cfg);
     ck_assert_int_eq(ot_snapshot_create(cfg, m, 1, &s0), OT_OK);
     learn_some(m, &s, 20); /* features hash below 3000: the first page only */
