@@ -80,10 +80,15 @@ TEST_BIN := $(BUILD)/tests/runner
 
 ALL_CFLAGS = $(WARN_CFLAGS) $(CFLAGS) $(SAN_FLAGS)
 
-.PHONY: all static shared tools examples check check-asan check-valgrind bench demo \
-        fuzz install uninstall clean deps deps-check docs
+
+.PHONY: all static shared tools examples check check-asan check-valgrind bench demo deps-dev \
+        fuzz fuzz-run install uninstall clean deps deps-check docs
 
 all: static shared tools examples
+
+# Keep intermediate objects (and keep make from printing their removal after
+# the test summary).
+.SECONDARY:
 
 static: $(STATIC_LIB)
 shared: $(SHARED_LIB)
@@ -98,6 +103,13 @@ DEPS_PROBE := printf '\#include <nng/nng.h>\n\#include <cblas.h>\n\#include <che
 # A cheap probe (one preprocessor run); installs only when something is missing.
 deps-check:
 	@$(DEPS_PROBE) || $(MAKE) --no-print-directory deps
+
+# Tools for the sanitizer and fuzzing targets (clang and its runtimes).
+DEV_PACKAGES := clang libclang-rt-14-dev
+deps-dev:
+	@command -v $(CLANG) >/dev/null 2>&1 && \
+	    printf 'int main(void){return 0;}\n' | $(CLANG) -fsanitize=address,undefined -x c - -o /dev/null 2>/dev/null || \
+	    $(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEV_PACKAGES)"
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -158,7 +170,7 @@ $(TEST_BIN): $(TEST_OBJS) $(STATIC_LIB)
 check: all $(TEST_BIN)
 	$(Q)OT_BUILD=$(BUILD) ./$(TEST_BIN)
 
-check-asan:
+check-asan: deps-dev
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CC=$(CLANG) \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" NO_UNDEFINED= \
@@ -186,7 +198,10 @@ build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) | deps-check
 	$(if $(Q),@echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LIBS)
 
-fuzz: $(FUZZ_BINS)
+fuzz: deps-dev
+	$(Q)$(MAKE) --no-print-directory fuzz-run
+
+fuzz-run: $(FUZZ_BINS)
 	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	    echo "# fuzz $$n for $(FUZZ_SECONDS)s"; \
 	    ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
