@@ -29,6 +29,8 @@ typedef struct option_def {
 static int check_pairs(const char *s);
 static int check_embedding(const char *s);
 static int check_widths(const char *s);
+static int check_path(const char *s);
+static int check_hex_key(const char *s);
 
 #define I64(id, name, def, lo, hi, doc) \
     {id, name, OT_TYPE_I64, def, lo, hi, 0, 0, 0, NULL, NULL, NULL, doc}
@@ -81,7 +83,7 @@ static const option_def option_table[] = {
         "largest delta frame in bytes; larger updates are split or sent in later frames"),
 
     I64(OT_OPT_TRAINER_ID, "trainer_id", 1, 1, UINT32_MAX, "this trainer's id, unique among the server's trainers"),
-    I64(OT_OPT_SYNC_EVERY_EXAMPLES, "sync_every_examples", 1000, 0, INT64_C(1) << 40,
+    I64(OT_OPT_SYNC_EVERY_EXAMPLES, "sync_every_examples", 250, 0, INT64_C(1) << 40,
         "a trainer syncs after this many examples (0: not by count)"),
     I64(OT_OPT_SYNC_INTERVAL_MS, "sync_interval_ms", 1000, 0, INT64_C(86400000),
         "a trainer syncs when this long has passed since its last sync (0: not by time)"),
@@ -108,6 +110,30 @@ static const option_def option_table[] = {
     I64(OT_OPT_SHARD_ID, "shard_id", 0, 0, 65535, "this server's shard"),
     I64(OT_OPT_NUM_SHARDS, "num_shards", 1, 1, 65536, "number of shards the model's index space is split into"),
     I64(OT_OPT_SYNC_RETRIES, "sync_retries", 3, 0, 1000, "times a trainer resends a sync that got no reply"),
+    LIST(OT_OPT_CHECKPOINT_DIR, "checkpoint_dir", "", check_path,
+         "a server's directory for checkpoints and its write-ahead log (empty: no durability)"),
+    I64(OT_OPT_CHECKPOINT_INTERVAL_MS, "checkpoint_interval_ms", 60000, 0, INT64_C(86400000) * 7,
+        "period of a server's checkpoints (0: only when asked and at stop)"),
+    WORD(OT_OPT_WAL, "wal", "on", "off|on",
+         "a server's write-ahead log: every applied delta is logged before it is acknowledged"),
+    WORD(OT_OPT_WAL_SYNC, "wal_sync", "every", "every|interval|none",
+         "when the log is fsynced: before each reply, every wal_sync_interval_ms, or never (the OS decides)"),
+    I64(OT_OPT_WAL_SYNC_INTERVAL_MS, "wal_sync_interval_ms", 100, 1, INT64_C(86400000),
+        "period of log syncs for wal_sync \"interval\""),
+    LIST(OT_OPT_TLS_CERT_KEY_FILE, "tls_cert_key_file", "", check_path,
+         "PEM file holding this end's certificate then its private key (tls+tcp://)"),
+    LIST(OT_OPT_TLS_CA_FILE, "tls_ca_file", "", check_path,
+         "PEM file of the certificates trusted to sign the peer's (tls+tcp://)"),
+    WORD(OT_OPT_TLS_AUTH, "tls_auth", "required", "none|optional|required",
+         "how this end verifies its TLS peer's certificate"),
+    LIST(OT_OPT_TLS_SERVER_NAME, "tls_server_name", "", check_path,
+         "name a dialer expects in the server's certificate (empty: the URL's host)"),
+    LIST(OT_OPT_HMAC_KEY, "hmac_key", "", check_hex_key,
+         "shared key in hex (1 to 256 bytes) authenticating every message; empty: off"),
+    I64(OT_OPT_MAX_DELTA_ENTRIES, "max_delta_entries", INT64_C(1) << 24, 1, UINT32_MAX,
+        "most values a server accepts in one ADD frame; larger frames are refused"),
+    I64(OT_OPT_MAX_PREDICT_BATCH, "max_predict_batch", 4096, 1, INT64_C(1) << 24,
+        "most examples a predictor accepts in one prediction request"),
 };
 
 #define NOPT (sizeof(option_table) / sizeof(option_table[0]))
@@ -208,6 +234,31 @@ static int check_widths(const char *s)
         else if (*s != '\0')
             return -1;
     }
+    return 0;
+}
+
+/* Paths and names: any text without control characters, at most 4095 bytes. */
+static int check_path(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++, n++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f || n >= 4095)
+            return -1;
+    return 0;
+}
+
+/* "" or an even number of hex digits, at most 512 (256 bytes). */
+static int check_hex_key(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n % 2 != 0 || n > 512)
+        return -1;
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+              (s[i] >= 'A' && s[i] <= 'F')))
+            return -1;
     return 0;
 }
 

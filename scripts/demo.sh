@@ -16,15 +16,15 @@
 #  3. One line compares the two.
 #
 # usage: scripts/demo.sh PATH_TO_OT
-# Environment: OT_DEMO_EXAMPLES (default 200000), OT_DEMO_DRIFT (default
-# 0.005), OT_DEMO_SECONDS (default 15: each run stops reading the stream
+# Environment: OT_DEMO_EXAMPLES (default 400000), OT_DEMO_DRIFT (default
+# 0.005), OT_DEMO_SECONDS (default 12: each run stops reading the stream
 # after this long, so the demo ends even on a slow machine).
 set -euo pipefail
 
 ot=${1:?usage: scripts/demo.sh PATH_TO_OT}
-n=${OT_DEMO_EXAMPLES:-200000}
+n=${OT_DEMO_EXAMPLES:-400000}
 drift=${OT_DEMO_DRIFT:-0.005}
-seconds=${OT_DEMO_SECONDS:-15}
+seconds=${OT_DEMO_SECONDS:-12}
 
 if [[ ! -x "$ot" ]]; then
     echo "demo: $ot is not an executable (build it with make)" >&2
