@@ -209,7 +209,7 @@ typedef enum ot_option {
     OT_OPT_MAX_MESSAGE = 206,   /**< "max_message": largest delta frame in bytes (default 4 MiB). */
     /* roles and transport */
     OT_OPT_TRAINER_ID = 300,    /**< "trainer_id": this trainer's id in its frames (default 1). */
-    OT_OPT_SYNC_EVERY_EXAMPLES = 301, /**< "sync_every_examples": sync after this many examples (default 1000; 0: off). */
+    OT_OPT_SYNC_EVERY_EXAMPLES = 301, /**< "sync_every_examples": sync after this many examples (default 250; 0: off). */
     OT_OPT_SYNC_INTERVAL_MS = 302,    /**< "sync_interval_ms": sync when this long has passed, checked at each learn (default 1000; 0: off). */
     OT_OPT_RT_INTERVAL_MS = 303,      /**< "rt_interval_ms": period of real-time updates (default 100; 0: only ot_param_server_publish). */
     OT_OPT_FULL_INTERVAL_MS = 304,    /**< "full_interval_ms": period of full updates, at least 10 x rt_interval_ms (default 10000; 0: only on demand). */
@@ -225,7 +225,20 @@ typedef enum ot_option {
     OT_OPT_REQUEST_CONTEXTS = 314,    /**< "request_contexts": requests a server handles at once (default 4). */
     OT_OPT_SHARD_ID = 315,            /**< "shard_id": this server's shard (default 0). */
     OT_OPT_NUM_SHARDS = 316,          /**< "num_shards": shards the model is split into (default 1). */
-    OT_OPT_SYNC_RETRIES = 317         /**< "sync_retries": times a trainer retries a failed sync before reporting it (default 3). */
+    OT_OPT_SYNC_RETRIES = 317,        /**< "sync_retries": times a trainer retries a failed sync before reporting it (default 3). */
+    /* durability and security (docs/durability.md, docs/security.md) */
+    OT_OPT_CHECKPOINT_DIR = 318,      /**< "checkpoint_dir": a server's directory for checkpoints and its write-ahead log (default "": no durability). */
+    OT_OPT_CHECKPOINT_INTERVAL_MS = 319, /**< "checkpoint_interval_ms": period of a server's checkpoints (default 60000; 0: only ot_param_server_checkpoint() and stop). */
+    OT_OPT_WAL = 320,                 /**< "wal": "on" (default) logs every applied delta before it is acknowledged, "off" relies on checkpoints alone. */
+    OT_OPT_WAL_SYNC = 321,            /**< "wal_sync": "every" (default) fsyncs the log before each reply, "interval" every wal_sync_interval_ms, "none" leaves it to the OS. */
+    OT_OPT_WAL_SYNC_INTERVAL_MS = 322,/**< "wal_sync_interval_ms": period of log syncs for wal_sync "interval" (default 100). */
+    OT_OPT_TLS_CERT_KEY_FILE = 323,   /**< "tls_cert_key_file": PEM file with this end's certificate then its key, for tls+tcp:// (default ""). */
+    OT_OPT_TLS_CA_FILE = 324,         /**< "tls_ca_file": PEM file of the CAs trusted to sign the peer's certificate (default ""). */
+    OT_OPT_TLS_AUTH = 325,            /**< "tls_auth": peer verification, "none", "optional" or "required" (default). */
+    OT_OPT_TLS_SERVER_NAME = 326,     /**< "tls_server_name": name a dialer expects in the server's certificate (default "": the URL's host). */
+    OT_OPT_HMAC_KEY = 327,            /**< "hmac_key": shared key, in hex, authenticating every message (default "": off). */
+    OT_OPT_MAX_DELTA_ENTRIES = 328,   /**< "max_delta_entries": most values a server accepts in one ADD frame (default 16777216). */
+    OT_OPT_MAX_PREDICT_BATCH = 329    /**< "max_predict_batch": most examples in one prediction request (default 4096). */
 } ot_option;
 
 /** Creates a config holding every option at its default.  @p out receives it. */
@@ -434,8 +447,8 @@ OT_API ot_status ot_reader_open_memory(const ot_config *cfg, const void *data, s
                                        ot_reader **out);
 
 /**
- * Reads the next example into @p ex.  Blank lines (spaces, tabs, '\r')
- * and lines starting with '#' are skipped.  A line longer than max_line is
+ * Reads the next example into @p ex.  Blank lines (only spaces, tabs and
+ * carriage returns) and lines starting with '#' are skipped.  A line longer than max_line is
  * a bad line.  With on_error "skip", bad lines are counted
  * (ot_reader_skipped()) and the last one's message is kept in
  * ot_reader_errmsg().
@@ -580,6 +593,17 @@ OT_API ot_status ot_model_save(const ot_model *m, const char *path, ot_save_what
  *         OT_ECORRUPT (checksum mismatch or truncated), OT_ENOMEM, OT_EINVAL.
  */
 OT_API ot_status ot_model_load(const ot_config *cfg, const char *path, ot_model **out);
+
+/**
+ * Copies the key range of shard @p shard of @p num_shards (docs/deployment.md,
+ * "Key ranges") from @p src into @p dst: weights and optimizer state.  Used
+ * to assemble one model from the masters of a sharded server's shards.
+ * Neither model's touched rows change.  Not thread-safe on @p dst.
+ * @return OT_OK; OT_EINVAL (NULL, shard >= num_shards); OT_EMISMATCH (the
+ *         models have different shapes); OT_ERANGE (the shard holds no rows).
+ */
+OT_API ot_status ot_model_copy_shard(ot_model *dst, const ot_model *src, uint32_t shard,
+                                     uint32_t num_shards);
 
 /** A 64-bit hash of the model's shape, so peers refuse data for another model. */
 OT_API uint64_t ot_model_fingerprint(const ot_model *m);
@@ -985,7 +1009,11 @@ typedef struct ot_param_server ot_param_server;
  * Creates a server whose master model is built from @p cfg (model options,
  * plus rt_interval_ms, full_interval_ms, rt_threshold, rt_max_entries,
  * aggregation, num_trainers, change_log_bytes, shard_id, num_shards,
- * max_message, recv_max_bytes, request_contexts).  The config is validated
+ * max_message, recv_max_bytes, request_contexts, max_delta_entries, the
+ * durability options checkpoint_dir, checkpoint_interval_ms, wal, wal_sync,
+ * wal_sync_interval_ms (see ot_param_server_checkpoint()), and the security
+ * options tls_cert_key_file, tls_ca_file, tls_auth, hmac_key, used by
+ * ot_param_server_listen()).  The config is validated
  * (ot_config_validate()).
  */
 OT_API ot_status ot_param_server_create(const ot_config *cfg, ot_param_server **out);
@@ -1019,12 +1047,40 @@ OT_API ot_status ot_param_server_publish(ot_param_server *ps, int full);
 /**
  * Stops: finishes requests in flight, stops the publisher, closes the
  * sockets.  Returns when no server thread or callback is running.
- * Idempotent.
+ * Idempotent.  With checkpoint_dir set, then writes a final checkpoint (as
+ * ot_param_server_checkpoint()); @return OT_OK, or that checkpoint's error
+ * (the server is stopped all the same).
  */
 OT_API ot_status ot_param_server_stop(ot_param_server *ps);
 
 /** Stops (if running) and destroys.  Accepts NULL. */
 OT_API void ot_param_server_destroy(ot_param_server *ps);
+
+/**
+ * Writes a checkpoint now (docs/durability.md): the master's weights and
+ * optimizer state, its version, the published snapshot's version and the
+ * last sequence applied per trainer, to "checkpoint-<version>.otc" in
+ * checkpoint_dir (a temporary file, fsync'd, renamed, the directory
+ * fsync'd).  The write-ahead log starts a new segment at that version; the
+ * newest two checkpoints are kept and older log segments deleted.  Does
+ * nothing when the master has not changed since the last checkpoint.
+ * Checkpoints are also taken every checkpoint_interval_ms and by
+ * ot_param_server_stop().  Thread-safe; syncs keep being served while the
+ * file is written (the master is copied first, under its lock).
+ *
+ * With checkpoint_dir set, ot_param_server_create() restores the newest
+ * checkpoint that loads (a corrupt one is renamed "<name>.corrupt" and the
+ * one before it is used), replays the log after it, and drops a torn
+ * record at the log's end (stat wal_torn_records; the detail is then in
+ * ot_param_server_errmsg() although create succeeded); it fails with
+ * OT_ECORRUPT when no consistent state can be rebuilt and OT_EMISMATCH for
+ * files of another model or shard.
+ *
+ * @return OT_OK, OT_EINVAL (NULL), OT_ESTATE (checkpoint_dir is empty),
+ *         OT_ENOENT/OT_EIO (the detail in ot_param_server_errmsg()),
+ *         OT_ENOMEM.
+ */
+OT_API ot_status ot_param_server_checkpoint(ot_param_server *ps);
 
 /** The master version: the number of deltas applied. */
 OT_API uint64_t ot_param_server_version(const ot_param_server *ps);
@@ -1041,6 +1097,20 @@ OT_API const char *ot_param_server_stat_name(const ot_param_server *ps, size_t i
 /** Detail message of the server's last error; "" if none.  Never NULL. */
 OT_API const char *ot_param_server_errmsg(const ot_param_server *ps);
 
+/**
+ * Serves the server's stats over HTTP, in Prometheus' text format, until
+ * ot_param_server_destroy(): for each stat a "# HELP" line, a "# TYPE" line
+ * (counter or gauge) and "ot_param_server_<stat> <value>"
+ * (docs/metrics.md).  @p url is "http://HOST:PORT" (path /metrics) or
+ * "http://HOST:PORT/PATH"; roles of one process may share a port with
+ * different paths.  Requests are answered on nng's threads.  Thread-safe.
+ * @return OT_OK; OT_EINVAL (NULL or malformed URL); OT_ENOTSUP (a scheme
+ *         other than http://); OT_EADDRINUSE (the port is taken, or the path
+ *         is already served on it); OT_ESTATE (this server already serves
+ *         its metrics); OT_ENOMEM.  The detail is in ot_param_server_errmsg().
+ */
+OT_API ot_status ot_param_server_serve_metrics(ot_param_server *ps, const char *url);
+
 /** A training worker: a local model and a snapshot of what the server has. */
 typedef struct ot_trainer ot_trainer;
 
@@ -1048,17 +1118,34 @@ typedef struct ot_trainer ot_trainer;
  * Creates a trainer whose local model is built from @p cfg (the same model
  * options as the server's), plus trainer_id, sync_every_examples,
  * sync_interval_ms, the delta codec's options, timeout_ms, reconnect_ms,
- * sync_retries.
+ * sync_retries, and the security options tls_cert_key_file, tls_ca_file,
+ * tls_auth, tls_server_name, hmac_key (docs/security.md), used by
+ * ot_trainer_connect().
  */
 OT_API ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out);
 
 /**
  * Connects to a server's trainer URL and loads its master as the local model
  * and the snapshot (a full copy).  Waits up to timeout_ms for the server.
+ *
+ * Sharded servers (num_shards > 1 in @p cfg): call once per shard, in shard
+ * order (shard 0's URL first); each call connects the next shard and loads
+ * its key range (docs/deployment.md).  The trainer syncs only once every
+ * shard is connected (before that ot_trainer_sync() gives OT_ESTATE); each
+ * sync splits the delta by key range and talks to all shards at once.
  * @return OT_OK, OT_ETIMEDOUT, OT_EMISMATCH (the server's model has another
- *         shape), OT_ESTATE (already connected).
+ *         shape, or it is not the expected shard of num_shards: the message
+ *         says which), OT_ESTATE (already connected to every shard).
  */
 OT_API ot_status ot_trainer_connect(ot_trainer *tr, const char *url);
+
+/**
+ * Connects to the @p n shards whose trainer URLs are @p urls, in shard order
+ * (ot_trainer_connect() for each).  @p n must equal num_shards.
+ * @return as ot_trainer_connect(); OT_EINVAL (NULL, or @p n is not
+ *         num_shards); OT_ESTATE (a shard is already connected).
+ */
+OT_API ot_status ot_trainer_connect_shards(ot_trainer *tr, const char *const *urls, size_t n);
 
 /**
  * Learns one example on the local model, then syncs if sync_every_examples
@@ -1085,7 +1172,8 @@ OT_API ot_status ot_trainer_predict(const ot_trainer *tr, const ot_example *ex, 
 /** The local model, borrowed: valid until the next call on the trainer. */
 OT_API const ot_model *ot_trainer_model(const ot_trainer *tr);
 
-/** The master version the trainer has seen (its last sync's). */
+/** The master version the trainer has seen (its last sync's); sharded: the
+ * sum of the shards' versions. */
 OT_API uint64_t ot_trainer_version(const ot_trainer *tr);
 
 /** Reads a stat by name.  OT_ENOENT for an unknown name. */
@@ -1097,6 +1185,19 @@ OT_API const char *ot_trainer_stat_name(const ot_trainer *tr, size_t i);
 /** Detail message of the trainer's last error; "" if none.  Never NULL. */
 OT_API const char *ot_trainer_errmsg(const ot_trainer *tr);
 
+/**
+ * Serves the trainer's stats over HTTP as ot_param_server_serve_metrics()
+ * does, named "ot_trainer_<stat>", until ot_trainer_destroy().  Called like
+ * every trainer call (one thread at a time); the requests are answered on
+ * nng's threads and read only the stats, which are atomic, so scraping
+ * never waits for learning and learning never waits for a scrape.
+ * @return OT_OK; OT_EINVAL (NULL or malformed URL); OT_ENOTSUP (a scheme
+ *         other than http://); OT_EADDRINUSE (the port is taken, or the path
+ *         is already served on it); OT_ESTATE (this trainer already serves
+ *         its metrics); OT_ENOMEM.  The detail is in ot_trainer_errmsg().
+ */
+OT_API ot_status ot_trainer_serve_metrics(ot_trainer *tr, const char *url);
+
 /** Destroys a trainer (without syncing).  Accepts NULL. */
 OT_API void ot_trainer_destroy(ot_trainer *tr);
 
@@ -1107,7 +1208,9 @@ typedef struct ot_predictor ot_predictor;
  * Creates a predictor for models of the shape @p cfg describes (the same
  * model options as the server's), plus gap_policy, timeout_ms, reconnect_ms,
  * recv_max_bytes, max_message (largest frame accepted: at least the
- * server's), shard_id and num_shards (sent in the HELLO).  The predictor
+ * server's), shard_id and num_shards (sent in the HELLO), and the security
+ * options tls_cert_key_file, tls_ca_file, tls_auth, tls_server_name,
+ * hmac_key (docs/security.md), used by ot_predictor_subscribe().  The predictor
  * keeps up to three models of that shape (served, staging, spare), plus one
  * while a full update is assembled (docs/threading.md).
  * @return OT_OK, OT_EINVAL (NULL @p out, or model options that do not
@@ -1129,6 +1232,24 @@ OT_API ot_status ot_predictor_create(const ot_config *cfg, ot_predictor **out);
 OT_API ot_status ot_predictor_subscribe(ot_predictor *p, const char *pub_url, const char *req_url);
 
 /**
+ * Subscribes to the @p n shards of a sharded server (n = num_shards; n 1 is
+ * ot_predictor_subscribe()): @p pub_urls[i] and @p req_urls[i] are shard
+ * i's predictor and trainer URLs, in shard order.  Says HELLO to each (it
+ * must be shard i of num_shards: OT_EMISMATCH otherwise, with a message),
+ * loads each shard's full copy (its key range) into one model, then follows
+ * every shard's updates, tracking a sequence and a version per shard.  A
+ * gap in one shard's sequence fetches that shard's full copy (sharded
+ * predictors always repair by fetching, whatever gap_policy says).  A full
+ * update that starts while another shard's is being assembled is skipped
+ * (counted in ignored_waiting).  The served version
+ * (ot_predictor_version()) is the sum of the shards' versions.
+ * @return as ot_predictor_subscribe(); OT_EINVAL (NULL, or @p n is not
+ *         num_shards).
+ */
+OT_API ot_status ot_predictor_subscribe_shards(ot_predictor *p, const char *const *pub_urls,
+                                               const char *const *req_urls, size_t n);
+
+/**
  * Predicts one example with the current model, as ot_model_predict() does.
  * Thread-safe: any number of threads at once, while updates land; never
  * waits for the update thread and never changes the model.  Does not set
@@ -1148,6 +1269,59 @@ OT_API ot_status ot_predictor_predict_batch(ot_predictor *p, const ot_example *c
 
 /** The master version of the model being served. */
 OT_API uint64_t ot_predictor_version(const ot_predictor *p);
+
+/**
+ * Prediction serving (docs/deployment.md, docs/wire-format.md "Prediction
+ * requests"): answers prediction requests for @p pred on @p url
+ * (request/reply; tcp://, ipc://, inproc://, tls+tcp://) with a pool of
+ * request_contexts nng contexts, each calling ot_predictor_predict_batch().
+ * A request carries 1 to max_predict_batch examples as VW text lines or as
+ * hashed features; the reply carries one score per example and the master
+ * version served when the batch finished (real-time updates may land during
+ * a batch).  A malformed or oversized request gets an error reply
+ * (OT_EFORMAT, OT_ERANGE, with the detail) and never reaches the model.
+ * @p cfg (may be NULL) gives request_contexts, max_predict_batch,
+ * recv_max_bytes, timeout_ms, the security options and the allocator.
+ * Destroy the returned handle before @p pred.
+ * @return OT_OK, OT_EINVAL, OT_ENOMEM, OT_EADDRINUSE and the transport's
+ *         statuses for @p url.
+ */
+typedef struct ot_predict_server ot_predict_server;
+OT_API ot_status ot_predict_server_start(ot_predictor *pred, const ot_config *cfg, const char *url,
+                                         ot_predict_server **out);
+/** The URL served (a tcp:// port 0 replaced by the bound port).  Valid until destroy. */
+OT_API const char *ot_predict_server_url(const ot_predict_server *s);
+/** Stops serving (returns when no request is being answered) and frees.  NULL is ignored. */
+OT_API void ot_predict_server_destroy(ot_predict_server *s);
+
+/**
+ * A client of ot_predict_server_start(): one request at a time (externally
+ * synchronized).  @p cfg (may be NULL) gives timeout_ms, reconnect_ms,
+ * recv_max_bytes and the security options.  Connects in the background.
+ * @return OT_OK, OT_EINVAL, OT_ENOMEM, the transport's statuses.
+ */
+typedef struct ot_predict_client ot_predict_client;
+OT_API ot_status ot_predict_client_create(const ot_config *cfg, const char *url,
+                                          ot_predict_client **out);
+/**
+ * Predicts the examples of @p lines (@p len bytes of VW text, one example
+ * per line; a final newline is optional).  @p n receives the number of
+ * examples; @p scores (room for @p cap) the scores; @p version (may be NULL)
+ * the served version.
+ * @return OT_OK; OT_ENOSPC (more than @p cap examples; *n says how many);
+ *         OT_EINVAL; the server's refusal (OT_EFORMAT, OT_ERANGE, OT_ESTATE)
+ *         with its text in ot_predict_client_errmsg(); OT_ETIMEDOUT.
+ */
+OT_API ot_status ot_predict_client_predict_text(ot_predict_client *c, const char *lines, size_t len,
+                                                float *scores, size_t cap, size_t *n,
+                                                uint64_t *version);
+/** Predicts @p n examples sent as hashed features (sparse features only). */
+OT_API ot_status ot_predict_client_predict(ot_predict_client *c, const ot_example *const *ex,
+                                           size_t n, float *scores, uint64_t *version);
+/** Detail of the last failure; "" if none.  Never NULL. */
+OT_API const char *ot_predict_client_errmsg(const ot_predict_client *c);
+/** Frees the client.  NULL is ignored. */
+OT_API void ot_predict_client_destroy(ot_predict_client *c);
 
 /**
  * Waits until the served version is at least @p version, up to
@@ -1173,6 +1347,18 @@ OT_API const char *ot_predictor_stat_name(const ot_predictor *p, size_t i);
 OT_API const char *ot_predictor_errmsg(const ot_predictor *p);
 
 /**
+ * Serves the predictor's stats over HTTP as ot_param_server_serve_metrics()
+ * does, named "ot_predictor_<stat>", until ot_predictor_destroy() (not
+ * ot_predictor_stop(): a stopped predictor still serves its last model and
+ * its stats).  Thread-safe.
+ * @return OT_OK; OT_EINVAL (NULL or malformed URL); OT_ENOTSUP (a scheme
+ *         other than http://); OT_EADDRINUSE (the port is taken, or the path
+ *         is already served on it); OT_ESTATE (this predictor already serves
+ *         its metrics); OT_ENOMEM.  The detail is in ot_predictor_errmsg().
+ */
+OT_API ot_status ot_predictor_serve_metrics(ot_predictor *p, const char *url);
+
+/**
  * Stops the update thread and closes the sockets; returns when the thread
  * has ended.  The last model keeps being served.  Idempotent; a stopped
  * predictor cannot subscribe again.
@@ -1181,6 +1367,29 @@ OT_API ot_status ot_predictor_stop(ot_predictor *p);
 
 /** Stops and destroys.  Accepts NULL. */
 OT_API void ot_predictor_destroy(ot_predictor *p);
+
+/**
+ * Saves the model being served to @p path with ot_model_save() (weights and
+ * optimizer state), from a copy taken as ot_predictor_copy_model() does, so
+ * serving and updates go on meanwhile.  The file does not record the master
+ * version.  Thread-safe.
+ * @return OT_OK, OT_EINVAL (NULL), OT_ESTATE (no model loaded yet), and the
+ *         statuses of ot_model_save() (detail in ot_predictor_errmsg()).
+ */
+OT_API ot_status ot_predictor_save(ot_predictor *p, const char *path);
+
+/**
+ * Loads a model saved by ot_predictor_save() or ot_model_save() and serves
+ * it at once, before ot_predictor_subscribe(): a restarted predictor can
+ * answer while it subscribes.  Subscribing still loads a full copy from the
+ * server, which replaces this model; until then ot_predictor_version() is
+ * 0.  Call before subscribing, from one thread.
+ * @return OT_OK, OT_EINVAL (NULL), OT_ESTATE (already subscribed or
+ *         stopped), OT_EMISMATCH (a model of another shape than the
+ *         predictor's config describes), and the statuses of
+ *         ot_model_load() (detail in ot_predictor_errmsg()).
+ */
+OT_API ot_status ot_predictor_load(ot_predictor *p, const char *path);
 
 /** @} */
 
