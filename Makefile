@@ -26,6 +26,15 @@ endif
 # ---- tools and flags ----------------------------------------------------------
 CC ?= cc
 CXX ?= c++
+# make's built-in CXX is g++; with CC=clang use the matching clang++, so
+# sanitizer runtimes agree (examples/*.cc link with the C objects).
+ifeq ($(origin CXX),default)
+ifneq ($(findstring clang,$(CC)),)
+CXX := $(subst clang,clang++,$(CC))
+endif
+endif
+CXXFLAGS ?= -O2 -g
+WARN_CXXFLAGS := -std=c++17 -Wall -Wextra -Wpedantic -Wshadow -Werror
 CLANG ?= clang
 PKG_CONFIG ?= pkg-config
 CFLAGS ?= -O2 -g
@@ -45,6 +54,7 @@ LIBDIR ?= $(EXEC_PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(EXEC_PREFIX)/bin
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 BUILD ?= build
@@ -69,6 +79,8 @@ BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+EXAMPLE_CXX_SRCS := $(sort $(wildcard examples/*.cc))
+EXAMPLE_CXX_BINS := $(EXAMPLE_CXX_SRCS:examples/%.cc=$(BUILD)/examples/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 
@@ -81,8 +93,8 @@ TEST_BIN := $(BUILD)/tests/runner
 ALL_CFLAGS = $(WARN_CFLAGS) $(CFLAGS) $(SAN_FLAGS)
 
 
-.PHONY: all static shared tools examples check check-asan check-valgrind bench demo deps-dev \
-        fuzz fuzz-run install uninstall clean deps deps-check docs
+.PHONY: all static shared tools examples check check-asan check-tsan check-valgrind bench demo deps-dev \
+        fuzz fuzz-run install uninstall clean deps deps-check docs docs-deps python-check
 
 all: static shared tools examples
 
@@ -93,7 +105,7 @@ all: static shared tools examples
 static: $(STATIC_LIB)
 shared: $(SHARED_LIB)
 tools: $(OT_BIN)
-examples: $(EXAMPLE_BINS)
+examples: $(EXAMPLE_BINS) $(EXAMPLE_CXX_BINS)
 
 # ---- dependencies (Debian packages) --------------------------------------------
 DEB_PACKAGES := libnng-dev libblas-dev check pkg-config zlib1g-dev libmbedtls-dev
@@ -134,6 +146,7 @@ $(BUILD)/%.o: %.c | deps-check
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) -DOT_BUILD_DIR='"$(BUILD)"' -DOT_CC='"$(CC)"' -DOT_CXX='"$(CXX)"' \
+	    -DOT_CFLAGS='"$(CFLAGS)"' -DOT_SAN_FLAGS='"$(SAN_FLAGS)"' \
 	    $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJS)
@@ -155,6 +168,13 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
 
+# C++ examples (examples/*.cc): compiled and linked in one step with $(CXX).
+$(EXAMPLE_CXX_BINS): $(BUILD)/examples/%: examples/%.cc $(STATIC_LIB) $(HEADER) | deps-check
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CXX     $<")
+	$(Q)$(CXX) -Iinclude $(WARN_CXXFLAGS) $(CXXFLAGS) $(SAN_FLAGS) $(LDFLAGS) -pthread -o $@ $< \
+	    $(STATIC_LIB) $(LIBS)
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC_LIB)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
@@ -175,6 +195,16 @@ check-asan: deps-dev
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" NO_UNDEFINED= \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
+
+# ThreadSanitizer over the threaded suites (roles, predictor, transport by
+# default; CK_RUN_SUITE picks others).  tests/tsan.supp hides reports whose
+# frames are all inside libnng, which is not instrumented.
+check-tsan: deps-dev
+	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan CC=$(CLANG) CFLAGS="-O1 -g" \
+	    SAN_FLAGS="-fsanitize=thread" NO_UNDEFINED= build-tsan/tests/runner
+	$(Q)for s in $${CK_RUN_SUITE:-transport roles predictor}; do \
+	    OT_BUILD=build-tsan CK_RUN_SUITE=$$s TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    ./build-tsan/tests/runner || exit 1; done
 
 # valgrind follows Check's forked children; a leak or error in any fails the run.
 # The "build" tests run compilers and nm, which are not ours to check.
@@ -223,12 +253,44 @@ install: all $(BUILD)/onlinetrain.pc
 	ln -sf libonlinetrain.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libonlinetrain.so
 	install -m 644 $(BUILD)/onlinetrain.pc $(DESTDIR)$(PKGCONFIGDIR)/onlinetrain.pc
 	install -m 755 $(OT_BIN) $(DESTDIR)$(BINDIR)/ot
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 docs/ot.1 $(DESTDIR)$(MANDIR)/man1/ot.1
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/onlinetrain.h $(DESTDIR)$(LIBDIR)/libonlinetrain.a \
 	    $(DESTDIR)$(LIBDIR)/libonlinetrain.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SHARED_SONAME) \
 	    $(DESTDIR)$(LIBDIR)/libonlinetrain.so $(DESTDIR)$(PKGCONFIGDIR)/onlinetrain.pc \
-	    $(DESTDIR)$(BINDIR)/ot
+	    $(DESTDIR)$(BINDIR)/ot $(DESTDIR)$(MANDIR)/man1/ot.1
+
+# ---- reference documentation, Python binding --------------------------------------
+# `make docs` runs doxygen on the public header into $(BUILD)/docs/html and
+# fails on any warning (an undocumented public symbol among them).  doxygen
+# is an optional dependency, installed here rather than by `make deps`.
+DOCS_PACKAGES := doxygen
+DOXYGEN ?= doxygen
+
+docs-deps:
+	@command -v $(DOXYGEN) >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "docs: installing $(DOCS_PACKAGES)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DOCS_PACKAGES) >/dev/null; \
+	else \
+	    echo "docs: $(DOXYGEN) not found; run as root: apt-get install $(DOCS_PACKAGES)" >&2; exit 1; \
+	fi
+
+docs: docs-deps
+	@mkdir -p $(BUILD)/docs
+	$(Q)OT_DOCS_OUT=$(BUILD)/docs OT_VERSION=$(VERSION) $(DOXYGEN) docs/Doxyfile
+	@if [ -s $(BUILD)/docs/warnings.log ]; then cat $(BUILD)/docs/warnings.log >&2; \
+	    echo "docs: doxygen warnings (above)" >&2; exit 1; fi
+	@echo "docs: $(BUILD)/docs/html/index.html"
+
+# The binding's tests, against this build's shared library.
+PYTHON ?= python3
+python-check: shared
+	$(Q)ONLINETRAIN_LIB=$(abspath $(BUILD))/libonlinetrain.so PYTHONDONTWRITEBYTECODE=1 \
+	    $(PYTHON) -m unittest discover -s bindings/python/tests -t bindings/python/tests
 
 clean:
 	rm -rf build build-asan build-fuzz build-tsan

@@ -1270,6 +1270,9 @@ OT_API ot_status ot_predictor_predict_batch(ot_predictor *p, const ot_example *c
 /** The master version of the model being served. */
 OT_API uint64_t ot_predictor_version(const ot_predictor *p);
 
+/** A predictor's serving socket (ot_predict_server_start()). */
+typedef struct ot_predict_server ot_predict_server;
+
 /**
  * Prediction serving (docs/deployment.md, docs/wire-format.md "Prediction
  * requests"): answers prediction requests for @p pred on @p url
@@ -1286,7 +1289,6 @@ OT_API uint64_t ot_predictor_version(const ot_predictor *p);
  * @return OT_OK, OT_EINVAL, OT_ENOMEM, OT_EADDRINUSE and the transport's
  *         statuses for @p url.
  */
-typedef struct ot_predict_server ot_predict_server;
 OT_API ot_status ot_predict_server_start(ot_predictor *pred, const ot_config *cfg, const char *url,
                                          ot_predict_server **out);
 /** The URL served (a tcp:// port 0 replaced by the bound port).  Valid until destroy. */
@@ -1294,13 +1296,15 @@ OT_API const char *ot_predict_server_url(const ot_predict_server *s);
 /** Stops serving (returns when no request is being answered) and frees.  NULL is ignored. */
 OT_API void ot_predict_server_destroy(ot_predict_server *s);
 
+/** A client of a predictor's serving socket. */
+typedef struct ot_predict_client ot_predict_client;
+
 /**
  * A client of ot_predict_server_start(): one request at a time (externally
  * synchronized).  @p cfg (may be NULL) gives timeout_ms, reconnect_ms,
  * recv_max_bytes and the security options.  Connects in the background.
  * @return OT_OK, OT_EINVAL, OT_ENOMEM, the transport's statuses.
  */
-typedef struct ot_predict_client ot_predict_client;
 OT_API ot_status ot_predict_client_create(const ot_config *cfg, const char *url,
                                           ot_predict_client **out);
 /**

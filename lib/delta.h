@@ -322,6 +322,9 @@ struct ot_delta_encoder {
     uint32_t shard, sender;
     uint64_t seq, base_version, new_version;
     uint64_t nonfinite;     /* values held back as non-finite by the last call */
+    /* full updates carry only the rows whose first index lies in
+     * [full_lo, full_hi) (a shard's key range); full_hi 0: every row */
+    uint64_t full_lo, full_hi;
     /* full-update cursor */
     int full_active;
     size_t full_block;
@@ -361,6 +364,9 @@ void oti_frame_header(const ot_delta_encoder *enc, uint8_t *dst, int kind, unsig
 void oti_frame_finish(uint8_t *frame, uint32_t entries, size_t payload_len);
 /* Ignore touched tracking and scan every row (for benchmarks and tests). */
 void oti_delta_encoder_scan_all(ot_delta_encoder *enc, int on);
+/* Limits full updates (FULL chunks) to the rows whose first flat index lies
+ * in [lo, hi) (a shard's key range); hi 0: every row (the default). */
+void oti_delta_encoder_full_range(ot_delta_encoder *enc, uint64_t lo, uint64_t hi);
 
 /* ---- decoder (delta_dec.c) --------------------------------------------- */
 
@@ -417,6 +423,15 @@ ot_status oti_delta_apply_shadow(ot_delta_decoder *dec, oti_shadow *sh, const ui
  * application equals applying a then b (up to float rounding of sums). */
 ot_status oti_delta_merge(ot_delta_encoder *enc, const oti_params *p, const uint8_t *a, size_t alen,
                           const uint8_t *b, size_t blen, uint8_t *dst, size_t cap, size_t *len);
+/* The rows of ADD frame a (valid for p) whose first flat index lies in
+ * [lo, hi), as one fp32 ADD frame (a shard's part of a delta): the values
+ * are a's decoded values, bit for bit.  The header's shard, sender,
+ * sequence and versions come from enc (its sequence is not advanced).
+ * OT_ENOSPC with the size needed in *len, OT_EINVAL, the validation's
+ * statuses. */
+ot_status oti_delta_split(ot_delta_encoder *enc, const oti_params *p, const uint8_t *a,
+                          size_t alen, uint64_t lo, uint64_t hi, uint8_t *dst, size_t cap,
+                          size_t *len);
 /* Upper bound of a merge's output size. */
 size_t oti_delta_merge_bound(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 

@@ -1399,10 +1399,39 @@ static int pass_full(job *j, int touch_pages)
         L = parr(blk, j->fa);
         j->blk = blk;
         j->track = 0;
+        {
+            /* a shard's key range: only rows starting in [full_lo, full_hi) */
+            uint64_t rend = sb->rows;
+            if (e->full_hi != 0) {
+                uint64_t bend = blk->offset + sb->rows * cols;
+                uint64_t r0 = e->full_lo <= blk->offset ? 0
+                              : e->full_lo >= bend     ? sb->rows
+                                                       : (e->full_lo - blk->offset + cols - 1) / cols;
+                rend = e->full_hi <= blk->offset ? 0
+                       : e->full_hi >= bend     ? sb->rows
+                                                : (e->full_hi - blk->offset + cols - 1) / cols;
+                if (j->frow < r0)
+                    j->frow = r0;
+            }
+            if (j->frow >= rend)
+                j->frow = sb->rows;
+        }
         while (j->frow < sb->rows) {
             size_t pg = (size_t)(j->frow >> sb->shift);
             uint64_t end = ((uint64_t)pg << sb->shift) + page_nrows(sb, pg);
             uint64_t row = j->frow, run;
+            if (e->full_hi != 0) {
+                uint64_t rhi = e->full_hi <= blk->offset ? 0
+                               : e->full_hi >= blk->offset + sb->rows * cols
+                                   ? sb->rows
+                                   : (e->full_hi - blk->offset + cols - 1) / cols;
+                if (rhi <= row) {
+                    j->frow = sb->rows;
+                    continue;
+                }
+                if (end > rhi)
+                    end = rhi;
+            }
             size_t avail, hs, fit;
             /* skip non-finite rows; a run of finite rows up to the page end */
             while (row < end) {
@@ -1656,6 +1685,14 @@ ot_status oti_delta_encode_set(ot_delta_encoder *enc, oti_params *p, oti_shadow 
                                uint8_t *dst, size_t cap, size_t *len, int *more)
 {
     return run_encode(enc, p, sh, full ? OTI_KIND_FULL : OTI_KIND_SET, dst, cap, len, more);
+}
+
+void oti_delta_encoder_full_range(ot_delta_encoder *enc, uint64_t lo, uint64_t hi)
+{
+    if (enc != NULL) {
+        enc->full_lo = hi != 0 ? lo : 0;
+        enc->full_hi = hi;
+    }
 }
 
 void oti_delta_encoder_scan_all(ot_delta_encoder *enc, int on)

@@ -30,6 +30,7 @@
 
 #include "delta.h"
 #include "delta_scale.h"
+#include "durable.h"
 #include "model.h"
 #include "protocol.h"
 #include "stats.h"
@@ -66,7 +67,8 @@ enum {
     S_TRAINERS,
     S_LOG_BYTES,
     S_LOG_ENTRIES,
-    S_COUNT
+    S_DUR, /* durability and limits: OTI_DS_COUNT stats (durable.h), in its order */
+    S_COUNT = S_DUR + OTI_DS_COUNT
 };
 
 static const oti_stat_def stat_defs[S_COUNT] = {
@@ -98,6 +100,25 @@ static const oti_stat_def stat_defs[S_COUNT] = {
     {"trainers", OTI_GAUGE, "distinct trainer ids seen"},
     {"log_bytes", OTI_GAUGE, "bytes held by the change log"},
     {"log_entries", OTI_GAUGE, "frames held by the change log"},
+    /* S_DUR: the order of OTI_DS_* (durable.h; docs/durability.md) */
+    {"checkpoints", OTI_COUNTER, "checkpoints written"},
+    {"checkpoint_errors", OTI_COUNTER, "checkpoints that failed"},
+    {"checkpoint_fallbacks", OTI_COUNTER, "corrupt checkpoints skipped at start (an older one was loaded)"},
+    {"checkpoint_version", OTI_GAUGE, "master version of the newest checkpoint"},
+    {"checkpoint_ms", OTI_GAUGE, "duration of the last checkpoint in milliseconds"},
+    {"checkpoint_bytes", OTI_GAUGE, "size of the last checkpoint file"},
+    {"wal_records", OTI_COUNTER, "records appended to the write-ahead log"},
+    {"wal_bytes", OTI_COUNTER, "bytes appended to the write-ahead log"},
+    {"wal_syncs", OTI_COUNTER, "fdatasync calls on the write-ahead log"},
+    {"wal_errors", OTI_COUNTER, "failed appends and syncs of the write-ahead log"},
+    {"wal_replayed", OTI_COUNTER, "log records applied at start"},
+    {"wal_torn_records", OTI_COUNTER, "torn records dropped from the end of the log at start"},
+    {"restored_version", OTI_GAUGE, "master version restored at start (checkpoint plus log)"},
+    {"rejected_too_big", OTI_COUNTER, "frames refused: more entries than max_delta_entries"},
+    {"drop_auth", OTI_COUNTER, "requests dropped by the transport: bad HMAC"},
+    {"drop_replay", OTI_COUNTER, "requests dropped by the transport: replayed message"},
+    {"drop_oversize", OTI_COUNTER, "requests dropped by the transport: over recv_max_bytes"},
+    {"drop_short", OTI_COUNTER, "requests dropped by the transport: too short for the HMAC trailer"},
 };
 
 /* ---- types ------------------------------------------------------------------ */
@@ -129,6 +150,7 @@ struct ot_param_server {
     oti_alloc alloc;
     ot_config *cfg;
     uint32_t shard, num_shards;
+    uint64_t lo, hi; /* this shard's key range (oti_shard_range) */
     uint64_t fingerprint, total;
     uint64_t pub_values; /* values a full update carries */
     int64_t rt_ms, full_ms;
@@ -138,6 +160,7 @@ struct ot_param_server {
     int state;
     oti_stats stats;
     char errmsg[OTI_ERRMSG_LEN];
+    oti_dur *dur; /* checkpoints, write-ahead log, limits (durable.h) */
 
     oti_sock *rep, *pub;
     char *url[2];
@@ -502,6 +525,7 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
     trainer_rec *tr;
     int duplicate = 0, resync = 0;
     size_t i, first, need;
+    uint64_t ticket = 0;
     oti_ctl ack;
 
     /* Checks that need no model, outside the lock. */
@@ -520,6 +544,8 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
     seq = peek(req, len, OT_DELTA_FIELD_SEQUENCE);
     base = peek(req, len, OT_DELTA_FIELD_BASE_VERSION);
     entries = peek(req, len, OT_DELTA_FIELD_ENTRIES);
+    if ((st = oti_dur_check_frame(ps->dur, entries, err)) != OT_OK)
+        return st;
     if (ps->scale != 1.0f && entries > 0) {
         scaled = oti_malloc(&ps->alloc, len);
         if (scaled == NULL)
@@ -552,12 +578,19 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
     if (seq == tr->last_seq) {
         duplicate = 1;
     } else if (entries > 0) {
-        st = ot_delta_apply(ps->dec, ps->master, frame, len);
+        /* With the write-ahead log on, the frame is validated and logged
+         * first (durable.c); it is durable before the reply (commit below). */
+        st = oti_dur_log(ps->dur, ps->dec, ps->master, sender, seq, ps->version + 1, frame, len,
+                         &ticket, err);
+        if (st == OT_OK)
+            st = ot_delta_apply(ps->dec, ps->master, frame, len);
         if (st != OT_OK) {
-            oti_err(err, st, "delta refused: %s", ot_delta_decoder_errmsg(ps->dec));
+            if (st != OT_EIO)
+                oti_err(err, st, "delta refused: %s", ot_delta_decoder_errmsg(ps->dec));
             pthread_mutex_unlock(&ps->mu);
             oti_free(&ps->alloc, scaled, len);
-            count_rejected(ps, st);
+            if (st != OT_EIO)
+                count_rejected(ps, st);
             return st;
         }
         set_version(ps, ps->version + 1);
@@ -600,8 +633,15 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
         }
         count(ps, S_UPDATE_FRAMES_OUT, nframes);
     }
+    /* Everything this reply reports (this frame, a duplicate's original,
+     * the other trainers' frames) was logged by now: with wal_sync "every"
+     * it is made durable before the reply goes out. */
+    ticket = oti_dur_ticket(ps->dur);
     pthread_mutex_unlock(&ps->mu);
     oti_free(&ps->alloc, scaled, len);
+    oti_dur_commit(ps->dur, ticket);
+    if (oti_dur_crash_point(ps->dur, v, !duplicate && entries > 0))
+        return oti_err(err, OT_ECLOSED, "the server is stopping");
 
     if (duplicate)
         count(ps, S_DUPLICATES, 1);
@@ -637,6 +677,9 @@ static ot_status handle_full_req(ot_param_server *ps, const oti_ctl *c, oti_repl
                      (unsigned long long)c->version);
     if (st != OT_OK)
         return st;
+    /* A full copy shows the master: the records of every version it holds
+     * were logged before it was made; make them durable first. */
+    oti_dur_commit(ps->dur, oti_dur_ticket(ps->dur));
     if (c->chunk >= fc->n) {
         st = oti_err(err, OT_ERANGE, "full copy of version %llu has %zu chunks, asked for %u",
                      (unsigned long long)fc->version, fc->n, c->chunk);
@@ -648,18 +691,26 @@ static ot_status handle_full_req(ot_param_server *ps, const oti_ctl *c, oti_repl
     return st;
 }
 
-static ot_status handle_hello(ot_param_server *ps, const uint8_t *req, size_t len,
-                              oti_reply *reply)
+static ot_status handle_hello(ot_param_server *ps, const oti_ctl *hello, const uint8_t *req,
+                              size_t len, oti_reply *reply)
 {
     uint32_t sender = (uint32_t)peek(req, len, OT_DELTA_FIELD_SENDER);
     trainer_rec *tr;
     oti_ctl ack;
 
+    if (hello->shard != ps->shard || hello->num_shards != ps->num_shards) {
+        count(ps, S_REJ_MISMATCH, 1);
+        return oti_err(oti_reply_errbuf(reply), OT_EMISMATCH,
+                       "shard layout mismatch: the client expects shard %u of %u, this server "
+                       "is shard %u of %u",
+                       (unsigned)hello->shard, (unsigned)hello->num_shards, (unsigned)ps->shard,
+                       (unsigned)ps->num_shards);
+    }
     memset(&ack, 0, sizeof(ack));
     ack.op = OTI_CTL_HELLO_ACK;
     ack.fingerprint = ps->fingerprint;
-    ack.lo = 0;
-    ack.hi = ps->total;
+    ack.lo = ps->lo;
+    ack.hi = ps->hi;
     ack.shard = ps->shard;
     ack.num_shards = ps->num_shards;
     pthread_mutex_lock(&ps->mu);
@@ -679,6 +730,9 @@ static ot_status handler(void *arg, const uint8_t *req, size_t len, oti_reply *r
     ot_status st;
     oti_ctl c;
 
+    oti_dur_refresh_transport(ps->dur, ps->rep);
+    if (oti_dur_crash_point(ps->dur, 0, 0)) /* a simulated crash: no reply */
+        return oti_err(err, OT_ECLOSED, "the server is stopping");
     if ((st = ot_delta_peek(req, len, OT_DELTA_FIELD_KIND, &kind)) != OT_OK ||
         (st = ot_delta_peek(req, len, OT_DELTA_FIELD_FRAME_LENGTH, &fl)) != OT_OK) {
         count_rejected(ps, st);
@@ -705,7 +759,7 @@ static ot_status handler(void *arg, const uint8_t *req, size_t len, oti_reply *r
         if (c.op == OTI_CTL_FULL_REQ)
             st = handle_full_req(ps, &c, reply);
         else if (c.op == OTI_CTL_HELLO)
-            st = handle_hello(ps, req, len, reply);
+            st = handle_hello(ps, &c, req, len, reply);
         else {
             count(ps, S_REJ_FORMAT, 1);
             st = oti_err(err, OT_EFORMAT, "control op %d is not a request", c.op);
@@ -885,6 +939,83 @@ static void *publisher_main(void *arg)
     return NULL;
 }
 
+/* ---- durability hooks (durable.h) --------------------------------------------- */
+
+/* At create: take over a checkpoint's version and trainer table (the master
+ * already holds its arrays).  Every row is marked touched, so the first
+ * real-time update sends what differs from the published snapshot. */
+static ot_status dur_restored(void *arg, const oti_ckpt_state *s, char *err)
+{
+    ot_param_server *ps = arg;
+    oti_params *p = oti_model_params(ps->master);
+    size_t i;
+
+    for (i = 0; i < s->ntrainers; i++) {
+        trainer_rec *tr = trainer_get(ps, s->trainers[i].id, 1);
+        if (tr == NULL)
+            return oti_err(err, OT_ENOMEM, "out of memory for the trainer table");
+        tr->last_seq = s->trainers[i].last_seq;
+    }
+    set_version(ps, s->version);
+    log_clear(ps, s->version);
+    for (i = 0; i < p->nblocks; i++)
+        if (p->blocks[i].touched_bits != NULL)
+            p->blocks[i].all_touched = 1;
+    return OT_OK;
+}
+
+/* At create: applies one logged frame, as handle_sync did. */
+static ot_status dur_replay(void *arg, const oti_wal_rec *r, char *err)
+{
+    ot_param_server *ps = arg;
+    trainer_rec *tr = trainer_get(ps, r->sender, 1);
+    ot_status st;
+
+    if (tr == NULL)
+        return oti_err(err, OT_ENOMEM, "out of memory for the trainer table");
+    if (r->sequence <= tr->last_seq)
+        return OT_EREPLAY;
+    if ((st = ot_delta_apply(ps->dec, ps->master, r->frame, r->len)) != OT_OK)
+        return oti_err(err, st, "logged delta of trainer %u sequence %llu does not apply: %s",
+                       r->sender, (unsigned long long)r->sequence,
+                       ot_delta_decoder_errmsg(ps->dec));
+    tr->last_seq = r->sequence;
+    set_version(ps, r->version);
+    log_append(ps, r->version, r->sender, r->frame, r->len);
+    return OT_OK;
+}
+
+/* For a checkpoint: copies the master, its version and the trainer table
+ * under mu, and starts a new log segment there, so that the checkpoint and
+ * the log split at one version. */
+static ot_status dur_capture(void *arg, ot_model *scratch, oti_ckpt_state *s, char *err)
+{
+    ot_param_server *ps = arg;
+    ot_status st = OT_OK;
+    size_t i;
+
+    pthread_mutex_lock(&ps->pub_mu);
+    s->published_version = ot_snapshot_version(ps->published);
+    pthread_mutex_unlock(&ps->pub_mu);
+    pthread_mutex_lock(&ps->mu);
+    s->version = ps->version;
+    if (!oti_dur_checkpoint_due(ps->dur, ps->version)) {
+        s->skip = 1;
+    } else if ((st = oti_ckpt_state_reserve(&ps->alloc, s, ps->ntrainers)) != OT_OK) {
+        oti_err(err, st, "out of memory for the trainer table");
+    } else {
+        for (i = 0; i < ps->ntrainers; i++) {
+            s->trainers[i].id = ps->trainers[i].sender;
+            s->trainers[i].last_seq = ps->trainers[i].last_seq;
+        }
+        s->ntrainers = ps->ntrainers;
+        copy_arrays(scratch, ps->master);
+        st = oti_dur_rotate(ps->dur, ps->version, err);
+    }
+    pthread_mutex_unlock(&ps->mu);
+    return st;
+}
+
 /* ---- public API ----------------------------------------------------------------- */
 
 static ot_status derived_config(const ot_config *cfg, const char *source, int rt, ot_config **out)
@@ -991,13 +1122,20 @@ ot_status ot_param_server_create(const ot_config *cfg, ot_param_server **out)
     p = oti_model_params_c(ps->master);
     ps->fingerprint = p->fingerprint;
     ps->total = p->total;
+    if ((st = oti_shard_range(p, ps->shard, ps->num_shards, &ps->lo, &ps->hi)) != OT_OK) {
+        oti_err(ps->errmsg, st, "shard %u of %u holds no rows of this model",
+                (unsigned)ps->shard, (unsigned)ps->num_shards);
+        goto fail;
+    }
     for (b = 0; b < p->nblocks; b++) {
         unsigned m = oti_source_mask(oti_cfg_choice(full_cfg, OT_OPT_DELTA_SOURCE),
                                      p->blocks[b].nstate);
         unsigned k, bits = 0;
+        uint64_t r0, r1;
         for (k = 0; k < OTI_NARRAYS; k++)
             bits += (m >> k) & 1u;
-        ps->pub_values += p->blocks[b].rows * p->blocks[b].cols * bits;
+        oti_shard_rows(p, b, ps->lo, ps->hi, &r0, &r1);
+        ps->pub_values += (r1 - r0) * p->blocks[b].cols * bits;
     }
     if ((st = ot_delta_encoder_create(pub_cfg, &ps->pub_enc)) != OT_OK ||
         (st = ot_delta_encoder_create(full_cfg, &ps->full_enc)) != OT_OK ||
@@ -1009,7 +1147,16 @@ ot_status ot_param_server_create(const ot_config *cfg, ot_param_server **out)
     }
     ot_delta_encoder_set_ids(ps->pub_enc, ps->shard, 0);
     ot_delta_encoder_set_ids(ps->full_enc, ps->shard, 0);
-    ot_delta_decoder_set_shard(ps->dec, ps->shard, 0, ps->total);
+    ot_delta_decoder_set_shard(ps->dec, ps->shard, ps->lo, ps->hi);
+    if (ps->num_shards > 1) /* full copies and full updates carry this shard's range */
+        oti_delta_encoder_full_range(ps->full_enc, ps->lo, ps->hi);
+    {
+        /* Restores from checkpoint_dir when it is set (docs/durability.md). */
+        const oti_dur_hooks h = {ps, dur_restored, dur_replay, dur_capture};
+        if ((st = oti_dur_create(ps->cfg, &ps->alloc, ps->master, ps->shard, &ps->stats, S_DUR,
+                                 &h, &ps->dur, ps->errmsg)) != OT_OK)
+            goto fail;
+    }
     ot_config_destroy(pub_cfg);
     ot_config_destroy(full_cfg);
     *out = ps;
@@ -1031,7 +1178,8 @@ static ot_status keep_url(ot_param_server *ps, int which, const char *url, int p
     s = oti_malloc(&ps->alloc, n + 16);
     if (s == NULL)
         return OT_ENOMEM;
-    if (port > 0 && strstr(url, "tcp") == url && n >= 2 && strcmp(url + n - 2, ":0") == 0)
+    if (port > 0 && (strncmp(url, "tcp", 3) == 0 || strncmp(url, "tls+tcp", 7) == 0) && n >= 2 &&
+        strcmp(url + n - 2, ":0") == 0)
         snprintf(s, n + 16, "%.*s:%d", (int)(n - 2), url, port);
     else
         memcpy(s, url, n + 1);
@@ -1046,6 +1194,7 @@ ot_status ot_param_server_listen(ot_param_server *ps, const char *trainer_url,
     oti_tp_opts o;
     ot_status st;
     int port = 0;
+    uint8_t key[OTI_HMAC_KEY_MAX];
 
     if (ps == NULL)
         return OT_EINVAL;
@@ -1059,8 +1208,13 @@ ot_status ot_param_server_listen(ot_param_server *ps, const char *trainer_url,
     o.contexts = (int)oti_cfg_i64(ps->cfg, OT_OPT_REQUEST_CONTEXTS);
     o.send_timeout_ms = (int32_t)oti_cfg_i64(ps->cfg, OT_OPT_TIMEOUT_MS);
     o.reconnect_min_ms = (int32_t)oti_cfg_i64(ps->cfg, OT_OPT_RECONNECT_MS);
-    if ((st = oti_sock_create(OTI_SOCK_REP, &o, &ps->rep, ps->errmsg)) != OT_OK)
+    if ((st = oti_role_security(ps->cfg, &o, key, ps->errmsg)) != OT_OK)
         return st;
+    st = oti_sock_create(OTI_SOCK_REP, &o, &ps->rep, ps->errmsg);
+    if (st != OT_OK) {
+        oti_wipe(key, sizeof(key));
+        return st;
+    }
     if ((st = oti_sock_listen(ps->rep, trainer_url, &port, ps->errmsg)) != OT_OK ||
         (st = keep_url(ps, 0, trainer_url, port)) != OT_OK)
         goto fail;
@@ -1071,10 +1225,12 @@ ot_status ot_param_server_listen(ot_param_server *ps, const char *trainer_url,
             (st = keep_url(ps, 1, predictor_url, port)) != OT_OK)
             goto fail;
     }
+    oti_wipe(key, sizeof(key));
     ps->state = ST_BOUND;
     return OT_OK;
 
 fail:
+    oti_wipe(key, sizeof(key));
     oti_sock_destroy(ps->rep);
     oti_sock_destroy(ps->pub);
     ps->rep = ps->pub = NULL;
@@ -1116,6 +1272,10 @@ ot_status ot_param_server_start(ot_param_server *ps)
         }
         ps->thr_running = 1;
     }
+    if (oti_dur_start(ps->dur) != OT_OK) {
+        ot_param_server_stop(ps);
+        return oti_err(ps->errmsg, OT_ENOMEM, "cannot start the durability thread");
+    }
     return OT_OK;
 }
 
@@ -1138,6 +1298,9 @@ ot_status ot_param_server_publish(ot_param_server *ps, int full)
 
 ot_status ot_param_server_stop(ot_param_server *ps)
 {
+    char err[OTI_ERRMSG_LEN];
+    ot_status st;
+
     if (ps == NULL)
         return OT_EINVAL;
     pthread_mutex_lock(&ps->life_mu);
@@ -1149,6 +1312,7 @@ ot_status ot_param_server_stop(ot_param_server *ps)
         pthread_join(ps->thr, NULL);
         ps->thr_running = 0;
     }
+    oti_dur_release(ps->dur); /* before the REP socket: wakes handlers held by a crash */
     oti_sock_stop(ps->rep);
     pthread_mutex_lock(&ps->pub_mu);
     if (ps->state != ST_CREATED)
@@ -1156,10 +1320,16 @@ ot_status ot_param_server_stop(ot_param_server *ps)
     oti_sock_destroy(ps->pub);
     ps->pub = NULL;
     pthread_mutex_unlock(&ps->pub_mu);
+    oti_dur_refresh_transport(ps->dur, ps->rep);
     oti_sock_destroy(ps->rep);
     ps->rep = NULL;
+    /* The final checkpoint (when checkpoint_dir is set and it would hold
+     * something new): a restart then has no log to replay. */
+    err[0] = '\0';
+    if ((st = oti_dur_finish(ps->dur, err)) != OT_OK)
+        memcpy(ps->errmsg, err, sizeof(err));
     pthread_mutex_unlock(&ps->life_mu);
-    return OT_OK;
+    return st;
 }
 
 void ot_param_server_destroy(ot_param_server *ps)
@@ -1187,6 +1357,7 @@ void ot_param_server_destroy(ot_param_server *ps)
     ot_delta_encoder_destroy(ps->pub_enc);
     ot_delta_encoder_destroy(ps->full_enc);
     ot_delta_decoder_destroy(ps->dec);
+    oti_dur_destroy(ps->dur);
     ot_model_destroy(ps->master);
     ot_model_destroy(ps->fc_model);
     oti_stats_fini(&ps->stats, &a);
@@ -1199,6 +1370,22 @@ void ot_param_server_destroy(ot_param_server *ps)
     pthread_mutex_destroy(&ps->build_mu);
     pthread_mutex_destroy(&ps->pub_mu);
     oti_free(&a, ps, sizeof(*ps));
+}
+
+ot_status ot_param_server_checkpoint(ot_param_server *ps)
+{
+    char err[OTI_ERRMSG_LEN];
+    ot_status st;
+
+    if (ps == NULL)
+        return OT_EINVAL;
+    err[0] = '\0';
+    if ((st = oti_dur_checkpoint(ps->dur, err)) != OT_OK) {
+        pthread_mutex_lock(&ps->pub_mu);
+        memcpy(ps->errmsg, err, sizeof(err));
+        pthread_mutex_unlock(&ps->pub_mu);
+    }
+    return st;
 }
 
 uint64_t ot_param_server_version(const ot_param_server *ps)
@@ -1221,8 +1408,14 @@ ot_status ot_param_server_copy_model(const ot_param_server *ps, ot_model **out)
 
 ot_status ot_param_server_stat(const ot_param_server *ps, const char *name, double *value)
 {
+    ot_param_server *w = (ot_param_server *)(uintptr_t)ps; /* the lock is not part of the value */
+
     if (ps == NULL)
         return OT_EINVAL;
+    /* The transport's drop counters, read while stop cannot close the socket. */
+    pthread_mutex_lock(&w->life_mu);
+    oti_dur_refresh_transport(w->dur, w->rep);
+    pthread_mutex_unlock(&w->life_mu);
     return oti_stats_lookup(&ps->stats, name, value);
 }
 
@@ -1234,6 +1427,13 @@ const char *ot_param_server_stat_name(const ot_param_server *ps, size_t i)
 const char *ot_param_server_errmsg(const ot_param_server *ps)
 {
     return ps != NULL ? ps->errmsg : "";
+}
+
+ot_status ot_param_server_serve_metrics(ot_param_server *ps, const char *url)
+{
+    if (ps == NULL)
+        return OT_EINVAL;
+    return oti_metrics_serve(&ps->stats, &ps->alloc, "param_server", url, ps->errmsg);
 }
 
 /* ---- hooks for tests ---------------------------------------------------------------- */
@@ -1254,6 +1454,22 @@ ot_status oti_param_server_with_master(ot_param_server *ps, oti_master_fn fn, vo
     set_version(ps, ps->version + 1);
     log_clear(ps, ps->version);
     pthread_mutex_unlock(&ps->mu);
+    return OT_OK;
+}
+
+ot_status oti_param_server_set_crash_hook(ot_param_server *ps, oti_crash_fn fn, void *arg)
+{
+    if (ps == NULL)
+        return OT_EINVAL;
+    oti_dur_set_crash_hook(ps->dur, fn, arg);
+    return OT_OK;
+}
+
+ot_status oti_param_server_crash(ot_param_server *ps)
+{
+    if (ps == NULL)
+        return OT_EINVAL;
+    oti_dur_crash(ps->dur);
     return OT_OK;
 }
 

@@ -8,6 +8,7 @@
 
 #include "delta.h"
 #include "model.h"
+#include "params.h"
 #include "protocol.h"
 
 /* Payload lengths, op byte included. */
@@ -318,4 +319,62 @@ ot_status oti_fetch_full_copy(oti_sock *sock, ot_delta_decoder *dec, ot_model *m
         *bytes += received;
     err[0] = '\0';
     return OT_OK;
+}
+
+/* ---- sharding ------------------------------------------------------------- */
+
+/* The first row boundary at or after flat index t (total when past the end). */
+static uint64_t row_boundary(const oti_params *p, uint64_t t)
+{
+    size_t b;
+
+    for (b = 0; b < p->nblocks; b++) {
+        const oti_block *blk = &p->blocks[b];
+        uint64_t end = blk->offset + blk->rows * blk->cols;
+        if (t < end) {
+            uint64_t r;
+            if (t <= blk->offset)
+                return blk->offset;
+            r = (t - blk->offset + blk->cols - 1) / blk->cols;
+            return blk->offset + r * blk->cols;
+        }
+    }
+    return p->total;
+}
+
+ot_status oti_shard_range(const oti_params *p, uint32_t shard, uint32_t num_shards, uint64_t *lo,
+                          uint64_t *hi)
+{
+    uint64_t a, b;
+
+    if (p == NULL || lo == NULL || hi == NULL || num_shards == 0 || shard >= num_shards)
+        return OT_EINVAL;
+    /* floor(total * s / N) without overflow: total < 2^63 in practice, but
+     * split the product to stay exact for any total. */
+    a = shard == 0 ? 0
+                   : row_boundary(p, (p->total / num_shards) * shard +
+                                         (p->total % num_shards) * shard / num_shards);
+    b = shard + 1 == num_shards
+            ? p->total
+            : row_boundary(p, (p->total / num_shards) * (shard + 1) +
+                                  (p->total % num_shards) * (shard + 1) / num_shards);
+    *lo = a;
+    *hi = b;
+    return a < b ? OT_OK : OT_ERANGE;
+}
+
+void oti_shard_rows(const oti_params *p, size_t b, uint64_t lo, uint64_t hi, uint64_t *r0,
+                    uint64_t *r1)
+{
+    const oti_block *blk = &p->blocks[b];
+    uint64_t end = blk->offset + blk->rows * blk->cols;
+
+    *r0 = lo <= blk->offset ? 0
+          : lo >= end       ? blk->rows
+                            : (lo - blk->offset + blk->cols - 1) / blk->cols;
+    *r1 = hi <= blk->offset ? 0
+          : hi >= end       ? blk->rows
+                            : (hi - blk->offset + blk->cols - 1) / blk->cols;
+    if (*r1 < *r0)
+        *r1 = *r0;
 }

@@ -126,6 +126,27 @@ ot_status oti_fetch_full_copy(oti_sock *sock, ot_delta_decoder *dec, ot_model *m
                               int32_t timeout_ms, uint64_t *got_version, uint64_t *bytes,
                               char *err);
 
+/* ---- sharding --------------------------------------------------------------- */
+
+struct oti_params;
+
+/*
+ * The key range [*lo, *hi) of shard `shard` of `num_shards` over the flat
+ * index space of p (docs/deployment.md, "Key ranges"): a pure function of
+ * the model's shape and the shard count, so every role computes it alike.
+ * Shard s starts at the first row boundary at or after floor(total * s / N)
+ * (a row boundary is the flat index of column 0 of some row of some block,
+ * or total), so no row straddles two shards; shard N-1 ends at total.
+ * OT_EINVAL for NULL arguments or shard >= num_shards; OT_ERANGE when the
+ * range is empty (more shards than the model has rows to split).
+ */
+ot_status oti_shard_range(const struct oti_params *p, uint32_t shard, uint32_t num_shards,
+                          uint64_t *lo, uint64_t *hi);
+
+/* The rows [*r0, *r1) of block b of p whose first index lies in [lo, hi). */
+void oti_shard_rows(const struct oti_params *p, size_t b, uint64_t lo, uint64_t hi, uint64_t *r0,
+                    uint64_t *r1);
+
 /* ---- parameter server hooks for tests (param_server.c) --------------------- */
 
 /* Called with the master model under the server's lock. */

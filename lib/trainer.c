@@ -20,6 +20,7 @@
 
 #include "delta.h"
 #include "delta_scale.h"
+#include "durable.h"
 #include "model.h"
 #include "protocol.h"
 #include "stats.h"
@@ -62,6 +63,17 @@ static const oti_stat_def stat_defs[S_COUNT] = {
     {"last_sync_ms", OTI_GAUGE, "duration of the last sync in milliseconds, retries included"},
 };
 
+/* One parameter-server shard of a sharded trainer (num_shards > 1). */
+typedef struct tshard {
+    oti_sock *sock;
+    oti_request *req;
+    uint64_t version;  /* the shard's master version seen */
+    uint64_t lo, hi;   /* its key range */
+    ot_buf *pending;   /* this shard's part of a sent delta, without its reply */
+    ot_status st;      /* the last request's status */
+    int busy;          /* a request in flight, or to send */
+} tshard;
+
 struct ot_trainer {
     oti_alloc alloc;
     ot_config *cfg;
@@ -80,6 +92,11 @@ struct ot_trainer {
     uint64_t since_sync;     /* examples learned since the last sync */
     uint64_t last_sync;      /* monotonic ms of the last sync */
     ot_buf *pending;         /* a sent frame without its reply */
+    /* sharded (num_shards > 1): one connection per shard, in shard order */
+    tshard *sh;              /* num_shards entries */
+    uint32_t nconn;          /* shards connected so far */
+    ot_model *staging;       /* full copies of the shards connected so far */
+    ot_delta_encoder *split_enc; /* header fields of the per-shard frames */
     oti_stats stats;
     char errmsg[OTI_ERRMSG_LEN];
 };
@@ -158,6 +175,17 @@ ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out)
         goto fail;
     }
     ot_delta_encoder_set_ids(tr->enc, tr->shard, tr->trainer_id);
+    if (tr->num_shards > 1) {
+        tr->sh = oti_calloc(&a, tr->num_shards, sizeof(*tr->sh));
+        if (tr->sh == NULL) {
+            st = oti_err(tr->errmsg, OT_ENOMEM, "out of memory");
+            goto fail;
+        }
+        if ((st = ot_delta_encoder_create(tr->cfg, &tr->split_enc)) != OT_OK) {
+            oti_err(tr->errmsg, st, "cannot create the codec");
+            goto fail;
+        }
+    }
     *out = tr;
     return OT_OK;
 
@@ -173,6 +201,17 @@ void ot_trainer_destroy(ot_trainer *tr)
     if (tr == NULL)
         return;
     a = tr->alloc;
+    if (tr->sh != NULL) {
+        uint32_t i;
+        for (i = 0; i < tr->num_shards; i++) {
+            oti_request_destroy(tr->sh[i].req);
+            oti_sock_destroy(tr->sh[i].sock);
+            ot_buf_release(tr->sh[i].pending);
+        }
+        oti_free(&a, tr->sh, tr->num_shards * sizeof(*tr->sh));
+    }
+    ot_model_destroy(tr->staging);
+    ot_delta_encoder_destroy(tr->split_enc);
     oti_sock_destroy(tr->sock);
     ot_buf_release(tr->pending);
     ot_snapshot_release(tr->snap);
@@ -184,6 +223,143 @@ void ot_trainer_destroy(ot_trainer *tr)
     oti_free(&a, tr, sizeof(*tr));
 }
 
+static void set_shard_versions(ot_trainer *tr)
+{
+    uint64_t sum = 0;
+    uint32_t i;
+
+    for (i = 0; i < tr->num_shards; i++)
+        sum += tr->sh[i].version;
+    set_version(tr, sum);
+}
+
+/* Socket options of a connection to a server (or shard). */
+static ot_status trainer_sock(ot_trainer *tr, const char *url, oti_sock **out)
+{
+    oti_tp_opts o;
+    ot_status st;
+    uint8_t key[OTI_HMAC_KEY_MAX];
+
+    oti_tp_opts_init(&o);
+    o.alloc = tr->alloc;
+    o.recv_max = (size_t)oti_cfg_i64(tr->cfg, OT_OPT_RECV_MAX_BYTES);
+    o.recv_timeout_ms = tr->timeout_ms;
+    o.send_timeout_ms = tr->timeout_ms;
+    o.reconnect_min_ms = (int32_t)oti_cfg_i64(tr->cfg, OT_OPT_RECONNECT_MS);
+    o.resend_ms = 0; /* the trainer resends itself, with the same bytes */
+    if ((st = oti_role_security(tr->cfg, &o, key, tr->errmsg)) != OT_OK)
+        return st;
+    st = oti_sock_create(OTI_SOCK_REQ, &o, out, tr->errmsg);
+    oti_wipe(key, sizeof(key)); /* the socket keeps its own copy */
+    if (st != OT_OK)
+        return st;
+    if ((st = oti_sock_dial(*out, url, 0, tr->errmsg)) != OT_OK) {
+        oti_sock_destroy(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/*
+ * Connects shard tr->nconn of a sharded trainer: HELLO (the server must be
+ * that shard of num_shards, with the same key range), then its full copy
+ * into the staging model.  When the last shard is connected the staging
+ * model becomes the local model and the snapshot is made from it.
+ */
+static ot_status connect_shard(ot_trainer *tr, const char *url)
+{
+    uint32_t i = tr->nconn;
+    tshard *t;
+    oti_ctl ack;
+    uint64_t lo = 0, hi = 0, v = 0, bytes = 0;
+    ot_snapshot *s = NULL;
+    ot_status st;
+
+    if (i >= tr->num_shards)
+        return oti_err(tr->errmsg, OT_ESTATE, "already connected to all %u shards",
+                       (unsigned)tr->num_shards);
+    t = &tr->sh[i];
+    if ((st = oti_shard_range(oti_model_params(tr->local), i, tr->num_shards, &lo, &hi)) != OT_OK)
+        return oti_err(tr->errmsg, st, "shard %u of %u holds no rows of this model", (unsigned)i,
+                       (unsigned)tr->num_shards);
+    if ((st = trainer_sock(tr, url, &t->sock)) != OT_OK)
+        return st;
+    st = oti_hello(t->sock, tr->fingerprint, tr->trainer_id, i, tr->num_shards, tr->timeout_ms,
+                   &ack, tr->errmsg);
+    if (st == OT_OK && (ack.shard != i || ack.num_shards != tr->num_shards || ack.lo != lo ||
+                        ack.hi != hi))
+        st = oti_err(tr->errmsg, OT_EMISMATCH,
+                     "shard layout mismatch: expected shard %u of %u with keys [%llu, %llu), "
+                     "the server at %s is shard %u of %u with keys [%llu, %llu)",
+                     (unsigned)i, (unsigned)tr->num_shards, (unsigned long long)lo,
+                     (unsigned long long)hi, url, (unsigned)ack.shard, (unsigned)ack.num_shards,
+                     (unsigned long long)ack.lo, (unsigned long long)ack.hi);
+    if (st != OT_OK)
+        goto fail;
+    if (ack.last_sequence >= ot_delta_encoder_sequence(tr->enc))
+        ot_delta_encoder_set_sequence(tr->enc, ack.last_sequence + 1);
+    if (tr->staging == NULL && (st = ot_model_create(tr->cfg, &tr->staging)) != OT_OK) {
+        oti_err(tr->errmsg, st, "cannot create the local model");
+        goto fail;
+    }
+    st = oti_fetch_full_copy(t->sock, tr->dec, tr->staging, tr->cfg, NULL, 0, tr->timeout_ms, &v,
+                             &bytes, tr->errmsg);
+    if (st != OT_OK)
+        goto fail;
+    if ((st = oti_request_create(t->sock, &t->req, tr->errmsg)) != OT_OK)
+        goto fail;
+    t->lo = lo;
+    t->hi = hi;
+    t->version = v;
+    count(tr, S_FULL_BYTES_IN, bytes);
+    tr->nconn++;
+    if (tr->nconn == tr->num_shards) {
+        if ((st = ot_snapshot_create(tr->cfg, tr->staging, 0, &s)) != OT_OK) {
+            tr->nconn--;
+            oti_err(tr->errmsg, st, "cannot make the snapshot");
+            goto fail;
+        }
+        ot_model_destroy(tr->local);
+        tr->local = tr->staging;
+        tr->staging = NULL;
+        oti_params_clear_touched(oti_model_params(tr->local));
+        ot_snapshot_release(tr->snap);
+        tr->snap = s;
+        tr->since_sync = 0;
+        tr->last_sync = mono_ms();
+    }
+    set_shard_versions(tr);
+    tr->errmsg[0] = '\0';
+    return OT_OK;
+
+fail:
+    oti_request_destroy(t->req);
+    t->req = NULL;
+    oti_sock_destroy(t->sock);
+    t->sock = NULL;
+    return st;
+}
+
+ot_status ot_trainer_connect_shards(ot_trainer *tr, const char *const *urls, size_t n)
+{
+    size_t i;
+    ot_status st;
+
+    if (tr == NULL)
+        return OT_EINVAL;
+    if (urls == NULL || n == 0)
+        return oti_err(tr->errmsg, OT_EINVAL, "no URLs");
+    if (n != tr->num_shards)
+        return oti_err(tr->errmsg, OT_EINVAL, "%zu URLs for %u shards (num_shards)", n,
+                       (unsigned)tr->num_shards);
+    if (tr->num_shards > 1 && tr->nconn != 0)
+        return oti_err(tr->errmsg, OT_ESTATE, "already connected");
+    for (i = 0; i < n; i++)
+        if ((st = ot_trainer_connect(tr, urls[i])) != OT_OK)
+            return st;
+    return OT_OK;
+}
+
 ot_status ot_trainer_connect(ot_trainer *tr, const char *url)
 {
     oti_tp_opts o;
@@ -192,11 +368,14 @@ ot_status ot_trainer_connect(ot_trainer *tr, const char *url)
     ot_snapshot *s = NULL;
     uint64_t v = 0, bytes = 0;
     ot_status st;
+    uint8_t key[OTI_HMAC_KEY_MAX];
 
     if (tr == NULL)
         return OT_EINVAL;
     if (url == NULL)
         return oti_err(tr->errmsg, OT_EINVAL, "NULL URL");
+    if (tr->num_shards > 1)
+        return connect_shard(tr, url);
     if (tr->sock != NULL)
         return oti_err(tr->errmsg, OT_ESTATE, "already connected");
     oti_tp_opts_init(&o);
@@ -206,7 +385,11 @@ ot_status ot_trainer_connect(ot_trainer *tr, const char *url)
     o.send_timeout_ms = tr->timeout_ms;
     o.reconnect_min_ms = (int32_t)oti_cfg_i64(tr->cfg, OT_OPT_RECONNECT_MS);
     o.resend_ms = 0; /* the trainer resends itself, with the same bytes */
-    if ((st = oti_sock_create(OTI_SOCK_REQ, &o, &tr->sock, tr->errmsg)) != OT_OK)
+    if ((st = oti_role_security(tr->cfg, &o, key, tr->errmsg)) != OT_OK)
+        return st;
+    st = oti_sock_create(OTI_SOCK_REQ, &o, &tr->sock, tr->errmsg);
+    oti_wipe(key, sizeof(key)); /* the socket keeps its own copy */
+    if (st != OT_OK)
         return st;
     if ((st = oti_sock_dial(tr->sock, url, 0, tr->errmsg)) != OT_OK)
         goto fail;
@@ -253,13 +436,50 @@ static int transient(ot_status st)
            st == OT_ECONNREFUSED || st == OT_ENOMEM || st == OT_EBUSY;
 }
 
+/* Sets the snapshot's rows of shard t's key range to f's values. */
+static ot_status shard_snapshot_set(ot_trainer *tr, const ot_model *f, const tshard *t)
+{
+    const oti_params *fp = oti_model_params_c(f);
+    ot_snapshot *w = NULL;
+    oti_shadow *sh;
+    ot_status st = OT_OK;
+    size_t b;
+
+    if ((st = oti_snapshot_writable(tr->snap, &w)) != OT_OK)
+        return oti_err(tr->errmsg, st, "out of memory for the snapshot");
+    sh = &w->body;
+    for (b = 0; b < fp->nblocks && st == OT_OK; b++) {
+        const oti_block *fb = &fp->blocks[b];
+        uint64_t r0, r1, r;
+        int a;
+        oti_shard_rows(fp, b, t->lo, t->hi, &r0, &r1);
+        if (r0 == r1)
+            continue;
+        for (a = 0; a < OTI_NARRAYS; a++) {
+            const float *farr = a == 0 ? fb->w : fb->s[a - 1];
+            if (sh->blocks[b].pages[a] == NULL || farr == NULL)
+                continue;
+            if (oti_shadow_unshare_rows(sh, b, a, r0, r1 - 1) != 0) {
+                st = oti_err(tr->errmsg, OT_ENOMEM, "out of memory for the snapshot");
+                break;
+            }
+            for (r = r0; r < r1; r++)
+                memcpy(oti_shadow_row_w(sh, b, a, r), farr + (size_t)(r * fb->cols),
+                       (size_t)fb->cols * sizeof(float));
+        }
+    }
+    oti_snapshot_commit(&tr->snap, w, st);
+    return st;
+}
+
 /*
  * On a resync: loads the full copy F (version `want` or newer) and moves
  * local by F - snapshot, coordinate by coordinate, then snapshot = F.  What
  * was in local - snapshot stays there.
  */
-static ot_status resync(ot_trainer *tr, uint64_t want, uint64_t at_least)
+static ot_status resync(ot_trainer *tr, tshard *t, uint64_t want, uint64_t at_least)
 {
+    oti_sock *sock = t != NULL ? t->sock : tr->sock;
     ot_model *f = NULL;
     ot_snapshot *s = NULL;
     uint64_t v = 0, bytes = 0;
@@ -270,11 +490,11 @@ static ot_status resync(ot_trainer *tr, uint64_t want, uint64_t at_least)
 
     if ((st = ot_model_create(tr->cfg, &f)) != OT_OK)
         return oti_err(tr->errmsg, st, "cannot create a model for the full copy");
-    st = oti_fetch_full_copy(tr->sock, tr->dec, f, tr->cfg, &s, want, tr->timeout_ms, &v, &bytes,
-                             tr->errmsg);
+    st = oti_fetch_full_copy(sock, tr->dec, f, tr->cfg, t != NULL ? NULL : &s, want,
+                             tr->timeout_ms, &v, &bytes, tr->errmsg);
     if (st == OT_OK && v < at_least)
-        st = oti_fetch_full_copy(tr->sock, tr->dec, f, tr->cfg, &s, 0, tr->timeout_ms, &v, &bytes,
-                                 tr->errmsg);
+        st = oti_fetch_full_copy(sock, tr->dec, f, tr->cfg, t != NULL ? NULL : &s, 0,
+                                 tr->timeout_ms, &v, &bytes, tr->errmsg);
     if (st == OT_OK && v < at_least)
         st = oti_err(tr->errmsg, OT_ESTATE, "the server's full copy (version %llu) is older "
                      "than its acknowledgement (%llu)", (unsigned long long)v,
@@ -290,7 +510,10 @@ static ot_status resync(ot_trainer *tr, uint64_t want, uint64_t at_least)
     for (b = 0; b < lp->nblocks; b++) {
         oti_block *lb = &lp->blocks[b];
         const oti_block *fb = &fp->blocks[b];
+        uint64_t r0 = 0, r1 = lb->rows;
         int a;
+        if (t != NULL) /* a shard's full copy holds its key range only */
+            oti_shard_rows(lp, b, t->lo, t->hi, &r0, &r1);
         for (a = 0; a < OTI_NARRAYS; a++) {
             uint64_t r;
             float *larr;
@@ -299,7 +522,7 @@ static ot_status resync(ot_trainer *tr, uint64_t want, uint64_t at_least)
                 continue;
             larr = a == 0 ? lb->w : lb->s[a - 1];
             farr = a == 0 ? fb->w : fb->s[a - 1];
-            for (r = 0; r < lb->rows; r++) {
+            for (r = r0; r < r1; r++) {
                 const float *srow = oti_shadow_row(sh, b, a, r);
                 size_t off = (size_t)(r * lb->cols);
                 uint32_t c;
@@ -324,10 +547,21 @@ static ot_status resync(ot_trainer *tr, uint64_t want, uint64_t at_least)
             }
         }
     }
-    ot_model_destroy(f);
-    ot_snapshot_release(tr->snap);
-    tr->snap = s;
-    set_version(tr, v);
+    if (t != NULL) {
+        /* snapshot = F over the shard's range: a SET of those rows */
+        if ((st = shard_snapshot_set(tr, f, t)) != OT_OK) {
+            ot_model_destroy(f);
+            return st;
+        }
+        ot_model_destroy(f);
+        t->version = v;
+        set_shard_versions(tr);
+    } else {
+        ot_model_destroy(f);
+        ot_snapshot_release(tr->snap);
+        tr->snap = s;
+        set_version(tr, v);
+    }
     count(tr, S_RESYNCS, 1);
     count(tr, S_FULL_BYTES_IN, bytes);
     return OT_OK;
@@ -335,7 +569,7 @@ static ot_status resync(ot_trainer *tr, uint64_t want, uint64_t at_least)
 
 /* Applies a sync reply: SYNC_ACK, then ADD frames (all validated before any
  * is applied, so a bad reply changes nothing). */
-static ot_status apply_reply(ot_trainer *tr, const uint8_t *d, size_t len)
+static ot_status apply_reply(ot_trainer *tr, tshard *t, const uint8_t *d, size_t len)
 {
     size_t off = 0, flen;
     const uint8_t *f;
@@ -350,7 +584,7 @@ static ot_status apply_reply(ot_trainer *tr, const uint8_t *d, size_t len)
         return oti_err(tr->errmsg, OT_EFORMAT, "sync reply holds control op %d, not SYNC_ACK",
                        ack.op);
     if (ack.resync)
-        return resync(tr, ack.full_version, ack.version);
+        return resync(tr, t, ack.full_version, ack.version);
     {
         size_t o2 = off;
         while ((st = oti_frame_next(d, len, &o2, &f, &flen)) == OT_OK) {
@@ -374,22 +608,27 @@ static ot_status apply_reply(ot_trainer *tr, const uint8_t *d, size_t len)
     }
     if (ack.result == OTI_SYNC_DUPLICATE)
         count(tr, S_DUPLICATES, 1);
-    set_version(tr, ack.version);
+    if (t != NULL) {
+        t->version = ack.version;
+        set_shard_versions(tr);
+    } else {
+        set_version(tr, ack.version);
+    }
     return OT_OK;
 }
 
 /* Takes a refused frame back: the snapshot moves by -D, so D is again part
  * of local - snapshot.  Every row is marked touched for the next encode
  * (a refusal is rare; the encoder then scans the model once). */
-static void take_back(ot_trainer *tr)
+static void take_back(ot_trainer *tr, ot_buf **pending)
 {
-    size_t len = ot_buf_size(tr->pending);
+    size_t len = ot_buf_size(*pending);
     uint8_t *neg = oti_malloc(&tr->alloc, len);
     oti_params *p = oti_model_params(tr->local);
     size_t b;
 
     if (neg != NULL) {
-        memcpy(neg, ot_buf_data(tr->pending), len);
+        memcpy(neg, ot_buf_data(*pending), len);
         if (oti_delta_scale(neg, len, -1.0f) == OT_OK)
             (void)ot_delta_apply_snapshot(tr->dec, &tr->snap, neg, len);
         oti_free(&tr->alloc, neg, len);
@@ -397,8 +636,8 @@ static void take_back(ot_trainer *tr)
     for (b = 0; b < p->nblocks; b++)
         if (p->blocks[b].touched_bits != NULL)
             p->blocks[b].all_touched = 1;
-    ot_buf_release(tr->pending);
-    tr->pending = NULL;
+    ot_buf_release(*pending);
+    *pending = NULL;
 }
 
 /* Sends the pending frame, resending it on timeouts; applies the reply. */
@@ -419,11 +658,11 @@ static ot_status send_pending(ot_trainer *tr)
     if (st != OT_OK) {
         if (!transient(st)) {
             count(tr, S_REFUSED, 1);
-            take_back(tr);
+            take_back(tr, &tr->pending);
         }
         return st;
     }
-    st = apply_reply(tr, ot_buf_data(reply), ot_buf_size(reply));
+    st = apply_reply(tr, NULL, ot_buf_data(reply), ot_buf_size(reply));
     ot_buf_release(reply);
     if (st != OT_OK)
         return st; /* the frame stays pending: resent, the server answers duplicate */
@@ -435,6 +674,153 @@ static ot_status send_pending(ot_trainer *tr)
     return OT_OK;
 }
 
+/*
+ * Sharded: sends every shard's pending part at once (one request each, in
+ * flight together), resending the ones that time out; applies each reply.
+ * Returns the first error in shard order; shards that succeeded keep their
+ * progress.
+ */
+static ot_status send_pending_shards(ot_trainer *tr)
+{
+    uint32_t i, n = tr->num_shards;
+    int64_t attempt;
+    ot_status first = OT_OK;
+
+    for (i = 0; i < n; i++) {
+        tr->sh[i].busy = tr->sh[i].pending != NULL;
+        tr->sh[i].st = OT_OK;
+    }
+    for (attempt = 0;; attempt++) {
+        int again = 0;
+        for (i = 0; i < n; i++) {
+            tshard *t = &tr->sh[i];
+            if (!t->busy)
+                continue;
+            t->st = oti_request_start(t->req, ot_buf_data(t->pending), ot_buf_size(t->pending),
+                                      tr->timeout_ms);
+        }
+        for (i = 0; i < n; i++) {
+            tshard *t = &tr->sh[i];
+            if (!t->busy)
+                continue;
+            if (t->st == OT_OK)
+                t->st = oti_request_wait(t->req);
+            t->busy = t->st != OT_OK && transient(t->st);
+            again |= t->busy;
+        }
+        if (!again || attempt >= tr->retries)
+            break;
+        count(tr, S_RETRIES, 1);
+    }
+    for (i = 0; i < n; i++) {
+        tshard *t = &tr->sh[i];
+        const uint8_t *d;
+        size_t len;
+        ot_status st = t->st;
+        if (t->pending == NULL)
+            continue;
+        if (st == OT_OK) {
+            const uint8_t *rd;
+            size_t rlen;
+            if ((st = oti_request_reply(t->req, &rd, &rlen)) == OT_OK)
+                st = apply_reply(tr, t, rd, rlen);
+            if (st == OT_OK) {
+                d = ot_buf_data(t->pending);
+                len = ot_buf_size(t->pending);
+                count(tr, S_DELTAS_OUT, 1);
+                count(tr, S_DELTA_BYTES_OUT, len);
+                count(tr, S_ENTRIES_OUT, peek(d, len, OT_DELTA_FIELD_ENTRIES));
+                ot_buf_release(t->pending);
+                t->pending = NULL;
+            }
+            /* else: the part stays pending; resent, the shard answers duplicate */
+        } else {
+            oti_err(tr->errmsg, st, "shard %u: %s", (unsigned)i, oti_request_errmsg(t->req));
+            if (!transient(st)) {
+                count(tr, S_REFUSED, 1);
+                take_back(tr, &t->pending);
+            }
+        }
+        if (st != OT_OK && first == OT_OK)
+            first = st;
+    }
+    return first;
+}
+
+/* Splits the encoded delta d into one frame per shard (its key range). */
+static ot_status split_delta(ot_trainer *tr, const ot_buf *d)
+{
+    const oti_params *p = oti_model_params_c(tr->local);
+    const uint8_t *data = ot_buf_data(d);
+    size_t dlen = ot_buf_size(d), len = 0;
+    uint64_t seq = peek(data, dlen, OT_DELTA_FIELD_SEQUENCE);
+    uint32_t i;
+    ot_status st;
+
+    for (i = 0; i < tr->num_shards; i++) {
+        tshard *t = &tr->sh[i];
+        ot_buf *b;
+        ot_delta_encoder_set_ids(tr->split_enc, i, tr->trainer_id);
+        ot_delta_encoder_set_sequence(tr->split_enc, seq);
+        ot_delta_encoder_set_versions(tr->split_enc, t->version, 0);
+        st = oti_delta_split(tr->split_enc, p, data, dlen, t->lo, t->hi, NULL, 0, &len);
+        if (st != OT_ENOSPC)
+            return oti_err(tr->errmsg, st == OT_OK ? OT_EFORMAT : st, "splitting the delta: %s",
+                           ot_delta_encoder_errmsg(tr->split_enc));
+        if ((b = oti_buf_new(&tr->alloc, len)) == NULL)
+            return oti_err(tr->errmsg, OT_ENOMEM, "out of memory for %zu bytes", len);
+        st = oti_delta_split(tr->split_enc, p, data, dlen, t->lo, t->hi, oti_buf_mut(b), len,
+                             &len);
+        if (st != OT_OK) {
+            ot_buf_release(b);
+            return oti_err(tr->errmsg, st, "splitting the delta: %s",
+                           ot_delta_encoder_errmsg(tr->split_enc));
+        }
+        t->pending = b;
+    }
+    return OT_OK;
+}
+
+static ot_status sync_shards(ot_trainer *tr)
+{
+    ot_status st = OT_OK;
+    int more = 1;
+
+    while (more) {
+        uint32_t i;
+        int pend = 0;
+        more = 0;
+        for (i = 0; i < tr->num_shards; i++)
+            pend |= tr->sh[i].pending != NULL;
+        if (!pend) {
+            ot_buf *d = NULL;
+            ot_delta_encoder_set_versions(tr->enc, 0, 0);
+            st = ot_delta_encode_buf(tr->enc, tr->local, &tr->snap, &d, &more);
+            if (st != OT_OK) {
+                oti_err(tr->errmsg, st, "encoding the delta: %s",
+                        ot_delta_encoder_errmsg(tr->enc));
+                break;
+            }
+            st = split_delta(tr, d);
+            if (st != OT_OK) {
+                /* nothing was sent: take the whole delta back */
+                for (i = 0; i < tr->num_shards; i++) {
+                    ot_buf_release(tr->sh[i].pending);
+                    tr->sh[i].pending = NULL;
+                }
+                take_back(tr, &d);
+                break;
+            }
+            ot_buf_release(d);
+        } else {
+            more = 1; /* after the pending parts, send what is left */
+        }
+        if ((st = send_pending_shards(tr)) != OT_OK)
+            break;
+    }
+    return st;
+}
+
 ot_status ot_trainer_sync(ot_trainer *tr)
 {
     uint64_t t0;
@@ -443,6 +829,23 @@ ot_status ot_trainer_sync(ot_trainer *tr)
 
     if (tr == NULL)
         return OT_EINVAL;
+    if (tr->num_shards > 1) {
+        if (tr->nconn < tr->num_shards)
+            return oti_err(tr->errmsg, OT_ESTATE, "connected to %u of %u shards",
+                           (unsigned)tr->nconn, (unsigned)tr->num_shards);
+        t0 = mono_ms();
+        tr->since_sync = 0;
+        tr->last_sync = t0;
+        st = sync_shards(tr);
+        oti_stats_set(&tr->stats, S_LAST_SYNC_MS, (double)(mono_ms() - t0));
+        if (st != OT_OK) {
+            count(tr, S_SYNC_FAILURES, 1);
+            return st;
+        }
+        count(tr, S_SYNCS, 1);
+        tr->errmsg[0] = '\0';
+        return OT_OK;
+    }
     if (tr->sock == NULL)
         return oti_err(tr->errmsg, OT_ESTATE, "not connected");
     t0 = mono_ms();
@@ -478,7 +881,7 @@ ot_status ot_trainer_sync(ot_trainer *tr)
 /* Syncs when sync_every_examples or sync_interval_ms says so. */
 static ot_status maybe_sync(ot_trainer *tr)
 {
-    if (tr->sock == NULL)
+    if (tr->sock == NULL && (tr->num_shards <= 1 || tr->nconn < tr->num_shards))
         return OT_OK;
     if ((tr->sync_every > 0 && tr->since_sync >= tr->sync_every) ||
         (tr->sync_interval > 0 && mono_ms() - tr->last_sync >= tr->sync_interval))
@@ -545,4 +948,11 @@ const char *ot_trainer_stat_name(const ot_trainer *tr, size_t i)
 const char *ot_trainer_errmsg(const ot_trainer *tr)
 {
     return tr != NULL ? tr->errmsg : "";
+}
+
+ot_status ot_trainer_serve_metrics(ot_trainer *tr, const char *url)
+{
+    if (tr == NULL)
+        return OT_EINVAL;
+    return oti_metrics_serve(&tr->stats, &tr->alloc, "trainer", url, tr->errmsg);
 }

@@ -14,6 +14,14 @@ typedef struct command {
 
 static const command commands[] = {
     {"options", ot_cmd_options, "list every library option with its type, default and bounds"},
+    {"gen", ot_cmd_gen, "write a synthetic click stream (VW text) with optional drift"},
+    {"train", ot_cmd_train, "learn from examples (like vw): progressive validation, save a model"},
+    {"cluster", ot_cmd_cluster, "a server, trainers and predictors in one process: served vs trained loss"},
+    {"inspect", ot_cmd_inspect, "describe a delta file (header, sections, bytes per entry) or a model file"},
+    {"ps", ot_cmd_ps, "one parameter-server shard as a process (docs/deployment.md)"},
+    {"trainer", ot_cmd_trainer, "a training worker over one or more shards, reading examples"},
+    {"predictor", ot_cmd_predictor, "a prediction worker that serves predictions over request/reply"},
+    {"predict", ot_cmd_predict, "send examples to `ot predictor --serve`, print the scores"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -11,6 +11,14 @@
 
 /* Each returns the process exit status: 0 success, 1 failure, 2 usage error. */
 int ot_cmd_options(int argc, char **argv);
+int ot_cmd_gen(int argc, char **argv);   /* tools/cmd_gen.c */
+int ot_cmd_train(int argc, char **argv); /* tools/cmd_train.c */
+int ot_cmd_cluster(int argc, char **argv); /* tools/cmd_cluster.c */
+int ot_cmd_inspect(int argc, char **argv); /* tools/cmd_inspect.c */
+int ot_cmd_ps(int argc, char **argv);        /* tools/cmd_roles.c */
+int ot_cmd_trainer(int argc, char **argv);   /* tools/cmd_roles.c */
+int ot_cmd_predictor(int argc, char **argv); /* tools/cmd_roles.c */
+int ot_cmd_predict(int argc, char **argv);   /* tools/cmd_roles.c */
 
 /*
  * Applies `--option name=value` (or `-O name=value`) to cfg; prints the error

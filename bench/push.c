@@ -1,0 +1,222 @@
+/*
+ * bench/push.c - trainer -> server syncs over tcp://127.0.0.1 with 1 and 2
+ * parameter-server shards, against a bare request/reply of the same sizes.
+ *
+ * Figures (one line each, "bench.push.<figure> <value> <unit>"):
+ *
+ *  shards<S>.keys<K>.keys_per_s   keys pushed per second by ot_trainer_sync()
+ *                                 when each sync carries K changed weights
+ *                                 (K = 100, 10000, 1000000) of a 2^22-weight
+ *                                 wide model (SGD, fp32 frames), to S = 1 or
+ *                                 2 shards over tcp://127.0.0.1 (median sync)
+ *  shards<S>.keys<K>.sync_ms      median time of one such sync
+ *  shards<S>.keys<K>.bytes        delta bytes sent per sync (all shards)
+ *  baseline.echo.keys<K>.keys_per_s  the same K over a bare request/reply
+ *                                 (lib/transport.h, raw) whose request has
+ *                                 the sync's delta bytes and whose reply has
+ *                                 the size of a sync acknowledgement (93
+ *                                 bytes): what the transport alone allows
+ *  baseline.echo.keys<K>.ms       its median round trip
+ *
+ * The changed weights are written into the trainer's local model directly
+ * (a strided set of K rows, each +0.01), so the figure measures the sync
+ * (encode, split, send, apply at the server, reply), not learning.  The
+ * servers run in this process.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "onlinetrain.h"
+#include "params.h"
+#include "transport.h"
+
+#define BITS 22
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return v[n / 2];
+}
+
+static ot_config *cfg_for(uint32_t shard, uint32_t n)
+{
+    ot_config *c = NULL;
+
+    if (ot_config_create(&c) != OT_OK)
+        exit(1);
+    ot_config_set_i64(c, OT_OPT_BITS, BITS);
+    ot_config_set_str(c, OT_OPT_OPTIMIZER, "sgd");
+    ot_config_set_i64(c, OT_OPT_RT_INTERVAL_MS, 0);
+    ot_config_set_i64(c, OT_OPT_FULL_INTERVAL_MS, 0);
+    ot_config_set_i64(c, OT_OPT_SYNC_EVERY_EXAMPLES, 0);
+    ot_config_set_i64(c, OT_OPT_SYNC_INTERVAL_MS, 0);
+    ot_config_set_i64(c, OT_OPT_TIMEOUT_MS, 30000);
+    ot_config_set_i64(c, OT_OPT_RECV_MAX_BYTES, (int64_t)64 << 20);
+    ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, (int64_t)64 << 20);
+    ot_config_set_i64(c, OT_OPT_SHARD_ID, shard);
+    ot_config_set_i64(c, OT_OPT_NUM_SHARDS, n);
+    return c;
+}
+
+/* Changes K strided rows of the wide block of the trainer's local model. */
+static void touch_keys(ot_trainer *tr, size_t k, unsigned round)
+{
+    oti_params *p = oti_model_params((ot_model *)ot_trainer_model(tr));
+    oti_block *w = NULL;
+    size_t i, stride;
+
+    for (i = 0; i < p->nblocks; i++)
+        if (p->blocks[i].kind == OTI_BLOCK_WIDE)
+            w = &p->blocks[i];
+    if (w == NULL)
+        exit(1);
+    stride = (size_t)(w->rows / k);
+    for (i = 0; i < k; i++) {
+        uint64_t r = (uint64_t)i * stride + (round % stride);
+        w->w[r] += 0.01f;
+        oti_block_touch(w, r);
+    }
+}
+
+static double stat(const ot_trainer *tr, const char *name)
+{
+    double v = 0;
+    ot_trainer_stat(tr, name, &v);
+    return v;
+}
+
+static ot_status ack_handler(void *arg, const uint8_t *req, size_t len, oti_reply *reply)
+{
+    static const uint8_t ack[93];
+
+    (void)arg;
+    (void)req;
+    (void)len;
+    return oti_reply_append(reply, ack, sizeof(ack));
+}
+
+/* Median round trip of a bare request of `bytes` with a 93-byte reply. */
+static double echo_ms(size_t bytes, int reps)
+{
+    oti_tp_opts o;
+    oti_sock *rep = NULL, *req = NULL;
+    char err[OTI_ERRMSG_LEN], url[64];
+    uint8_t *buf = calloc(1, bytes);
+    double *t = calloc((size_t)reps, sizeof(double)), m;
+    int port = 0, i;
+
+    oti_tp_opts_init(&o);
+    o.recv_max = (size_t)64 << 20;
+    if (buf == NULL || t == NULL || oti_sock_create(OTI_SOCK_REP, &o, &rep, err) != OT_OK ||
+        oti_sock_listen(rep, "tcp://127.0.0.1:0", &port, err) != OT_OK ||
+        oti_server_start(rep, ack_handler, NULL, err) != OT_OK ||
+        oti_sock_create(OTI_SOCK_REQ, &o, &req, err) != OT_OK)
+        exit(1);
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+    if (oti_sock_dial(req, url, OTI_DIAL_WAIT, err) != OT_OK)
+        exit(1);
+    for (i = -2; i < reps; i++) {
+        ot_buf *r = NULL;
+        double t0 = now_ms();
+        if (oti_sock_call(req, buf, bytes, 30000, &r, err) != OT_OK)
+            exit(1);
+        ot_buf_release(r);
+        if (i >= 0)
+            t[i] = now_ms() - t0;
+    }
+    m = median(t, (size_t)reps);
+    oti_sock_destroy(req);
+    oti_sock_destroy(rep);
+    free(buf);
+    free(t);
+    return m;
+}
+
+int main(void)
+{
+    static const size_t keys[3] = {100, 10000, 1000000};
+    static const int reps[3] = {200, 40, 5};
+    double bytes_per_sync[3] = {0, 0, 0};
+    uint32_t nshards;
+    int ki;
+
+    for (nshards = 1; nshards <= 2; nshards++) {
+        ot_param_server *ps[2] = {NULL, NULL};
+        const char *urls[2];
+        ot_config *c = cfg_for(0, nshards);
+        ot_trainer *tr = NULL;
+        uint32_t i;
+        for (i = 0; i < nshards; i++) {
+            ot_config *sc = cfg_for(i, nshards);
+            if (ot_param_server_create(sc, &ps[i]) != OT_OK ||
+                ot_param_server_listen(ps[i], "tcp://127.0.0.1:0", NULL) != OT_OK ||
+                ot_param_server_start(ps[i]) != OT_OK)
+                return 1;
+            urls[i] = ot_param_server_url(ps[i], 0);
+            ot_config_destroy(sc);
+        }
+        if (ot_trainer_create(c, &tr) != OT_OK ||
+            ot_trainer_connect_shards(tr, urls, nshards) != OT_OK) {
+            fprintf(stderr, "connect: %s\n", ot_trainer_errmsg(tr));
+            return 1;
+        }
+        for (ki = 0; ki < 3; ki++) {
+            double *t = calloc((size_t)reps[ki], sizeof(double)), m, b0;
+            int r;
+            if (t == NULL)
+                return 1;
+            touch_keys(tr, keys[ki], 0); /* warm-up */
+            if (ot_trainer_sync(tr) != OT_OK)
+                return 1;
+            b0 = stat(tr, "delta_bytes_out");
+            for (r = 0; r < reps[ki]; r++) {
+                double t0;
+                touch_keys(tr, keys[ki], (unsigned)r + 1);
+                t0 = now_ms();
+                if (ot_trainer_sync(tr) != OT_OK) {
+                    fprintf(stderr, "sync: %s\n", ot_trainer_errmsg(tr));
+                    return 1;
+                }
+                t[r] = now_ms() - t0;
+            }
+            m = median(t, (size_t)reps[ki]);
+            bytes_per_sync[ki] = (stat(tr, "delta_bytes_out") - b0) / reps[ki];
+            printf("bench.push.shards%u.keys%zu.keys_per_s %.0f keys/s\n", (unsigned)nshards,
+                   keys[ki], (double)keys[ki] / (m / 1e3));
+            printf("bench.push.shards%u.keys%zu.sync_ms %.3f ms\n", (unsigned)nshards, keys[ki],
+                   m);
+            printf("bench.push.shards%u.keys%zu.bytes %.0f bytes\n", (unsigned)nshards, keys[ki],
+                   bytes_per_sync[ki]);
+            fflush(stdout);
+            free(t);
+        }
+        ot_trainer_destroy(tr);
+        for (i = 0; i < nshards; i++)
+            ot_param_server_destroy(ps[i]);
+        ot_config_destroy(c);
+    }
+    for (ki = 0; ki < 3; ki++) {
+        double m = echo_ms((size_t)bytes_per_sync[ki], reps[ki]);
+        printf("bench.push.baseline.echo.keys%zu.keys_per_s %.0f keys/s\n", keys[ki],
+               (double)keys[ki] / (m / 1e3));
+        printf("bench.push.baseline.echo.keys%zu.ms %.3f ms\n", keys[ki], m);
+    }
+    return 0;
+}
