@@ -93,7 +93,7 @@ TEST_BIN := $(BUILD)/tests/runner
 ALL_CFLAGS = $(WARN_CFLAGS) $(CFLAGS) $(SAN_FLAGS)
 
 
-.PHONY: all static shared tools examples check check-asan check-tsan check-valgrind bench demo deps-dev \
+.PHONY: all static shared tools examples check check-asan check-tsan check-openblas check-valgrind bench demo deps-dev \
         fuzz fuzz-run install uninstall clean deps deps-check docs docs-deps python-check
 
 all: static shared tools examples
@@ -195,6 +195,15 @@ check-asan: deps-dev
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" NO_UNDEFINED= \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
+
+# The model suite (which compares the CBLAS deep path with plain C) against
+# Debian's OpenBLAS as libblas.so.3, without changing the system's default
+# BLAS.  Needs the package libopenblas0-pthread (a test-only install).
+check-openblas: all $(TEST_BIN)
+	$(Q)lib=$$(dpkg -L libopenblas0-pthread 2>/dev/null | grep '/libblas\.so\.3$$' | head -n 1); \
+	if [ -z "$$lib" ]; then echo "check-openblas: apt-get install libopenblas0-pthread first" >&2; exit 1; fi; \
+	LD_LIBRARY_PATH=$$(dirname $$lib) ./$(OT_BIN) version | grep -q 'blas OpenBLAS' && \
+	OT_BUILD=$(BUILD) CK_RUN_SUITE=model LD_LIBRARY_PATH=$$(dirname $$lib) ./$(TEST_BIN)
 
 # ThreadSanitizer over the threaded suites (roles, predictor, transport by
 # default; CK_RUN_SUITE picks others).  tests/tsan.supp hides reports whose
