@@ -230,6 +230,18 @@ bench: $(BENCH_BINS)
 demo: all
 	$(Q)./scripts/demo.sh $(OT_BIN)
 
+# Kill the server CHAOS_KILLS times under four trainers and check that no
+# acknowledged delta was lost or applied twice (scripts/chaos.sh).
+CHAOS_KILLS ?= 20
+CHAOS_BIN := $(BUILD)/tests/chaos/chaos_check
+$(CHAOS_BIN): $(BUILD)/tests/chaos/chaos_check.o $(STATIC_LIB)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(SAN_FLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LIBS)
+
+.PHONY: chaos
+chaos: $(OT_BIN) $(CHAOS_BIN)
+	$(Q)./scripts/chaos.sh $(OT_BIN) $(CHAOS_BIN) $(CHAOS_KILLS)
+
 FUZZ_SECONDS ?= 60
 FUZZ_LIB_SRCS := $(LIB_SRCS)
 build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) | deps-check

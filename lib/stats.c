@@ -12,12 +12,16 @@ ot_status oti_stats_init(oti_stats *st, const oti_alloc *a, const oti_stat_def *
 {
     st->defs = defs;
     st->n = n;
+    st->metrics = NULL;
     st->v = oti_calloc(a, n, sizeof(uint64_t));
     return st->v != NULL ? OT_OK : OT_ENOMEM;
 }
 
 void oti_stats_fini(oti_stats *st, const oti_alloc *a)
 {
+    /* The metrics endpoint reads v: stop it first. */
+    oti_metrics_stop(st->metrics);
+    st->metrics = NULL;
     oti_free(a, st->v, st->n * sizeof(uint64_t));
     st->v = NULL;
 }

@@ -27,6 +27,7 @@
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/http/http.h>
 #include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
 
@@ -1539,4 +1540,215 @@ ot_status oti_sock_recv(oti_sock *s, int32_t timeout_ms, ot_buf **out, char *err
     }
     nng_aio_free(aio);
     return st;
+}
+
+/* ---- HTTP: one handler at one URL -------------------------------------------------
+ *
+ * nng calls a handler's callback on its own threads, and keeps a reference
+ * to the handler while a call is being dispatched, so the handler (and the
+ * http_ctx set as its data) may outlive oti_http_stop() by a moment.  The
+ * http_ctx is therefore owned by the handler: allocated with nng_alloc and
+ * freed by nng through the handler's destructor, never with the caller's
+ * allocator.  What belongs to the caller (fn, arg, the allocator) is only
+ * used between `running++` and `running--`, which oti_http_stop() waits
+ * out after setting `stopped`. */
+
+typedef struct http_ctx {
+    nng_mtx *mtx;
+    nng_cv *cv;
+    int stopped; /* under mtx */
+    int running; /* under mtx: calls of fn in progress */
+    oti_http_fn fn;
+    void *arg;
+    oti_alloc alloc;
+    char ctype[128];
+} http_ctx;
+
+struct oti_http {
+    oti_alloc alloc;
+    nng_http_server *srv;
+    nng_http_handler *h;
+    http_ctx *ctx;
+};
+
+static void http_ctx_free(void *arg)
+{
+    http_ctx *c = arg;
+
+    if (c == NULL)
+        return;
+    if (c->cv != NULL)
+        nng_cv_free(c->cv);
+    if (c->mtx != NULL)
+        nng_mtx_free(c->mtx);
+    nng_free(c, sizeof(*c));
+}
+
+static void http_cb(nng_aio *aio)
+{
+    nng_http_handler *h = nng_aio_get_input(aio, 1);
+    http_ctx *c = nng_http_handler_get_data(h);
+    nng_http_res *res = NULL;
+    uint8_t *data = NULL;
+    size_t len = 0, cap = 0;
+    ot_status st;
+    int rv;
+
+    nng_mtx_lock(c->mtx);
+    if (c->stopped) {
+        nng_mtx_unlock(c->mtx);
+        rv = nng_http_res_alloc_error(&res, NNG_HTTP_STATUS_SERVICE_UNAVAILABLE);
+        goto done;
+    }
+    c->running++;
+    nng_mtx_unlock(c->mtx);
+
+    st = c->fn(c->arg, &data, &len, &cap);
+    if (st == OT_OK) {
+        if ((rv = nng_http_res_alloc(&res)) == 0 &&
+            ((rv = nng_http_res_copy_data(res, data, len)) != 0 ||
+             (rv = nng_http_res_set_header(res, "Content-Type", c->ctype)) != 0)) {
+            nng_http_res_free(res);
+            res = NULL;
+        }
+    } else {
+        rv = nng_http_res_alloc_error(&res, NNG_HTTP_STATUS_INTERNAL_SERVER_ERROR);
+    }
+    if (data != NULL)
+        oti_free(&c->alloc, data, cap);
+
+    nng_mtx_lock(c->mtx);
+    if (--c->running == 0 && c->stopped)
+        nng_cv_wake(c->cv);
+    nng_mtx_unlock(c->mtx);
+done:
+    if (rv != 0) {
+        nng_aio_finish(aio, rv); /* nng closes the connection */
+        return;
+    }
+    nng_aio_set_output(aio, 0, res);
+    nng_aio_finish(aio, 0);
+}
+
+ot_status oti_http_serve(const oti_alloc *a, const char *url, const char *default_path,
+                         const char *content_type, oti_http_fn fn, void *arg, oti_http **out,
+                         int *port, char *err)
+{
+    oti_alloc dflt = {NULL, NULL};
+    oti_http *x = NULL;
+    http_ctx *c = NULL;
+    nng_url *u = NULL;
+    nng_http_handler *h = NULL;
+    nng_http_server *srv = NULL;
+    nng_sockaddr sa;
+    const char *path;
+    ot_status st;
+    int rv, added = 0;
+
+    if (a == NULL)
+        a = &dflt;
+    if (url == NULL || fn == NULL || out == NULL || content_type == NULL ||
+        strlen(content_type) >= sizeof(c->ctype))
+        return tp_err(err, OT_EINVAL, "NULL URL, handler or out-pointer, or bad content type");
+    if ((rv = nng_url_parse(&u, url)) != 0)
+        return tp_err(err, OT_EINVAL, "bad URL \"%s\": %s", url, nng_strerror(rv));
+    if (strcmp(u->u_scheme, "http") != 0) {
+        nng_url_free(u);
+        return tp_err(err, OT_ENOTSUP, "%s: only http:// is served", url);
+    }
+    path = u->u_path;
+    if (path[0] == '\0' || strcmp(path, "/") == 0)
+        path = default_path != NULL ? default_path : "/";
+
+    if ((x = oti_calloc(a, 1, sizeof(*x))) == NULL ||
+        (c = nng_alloc(sizeof(*c))) == NULL) {
+        st = tp_err(err, OT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memset(c, 0, sizeof(*c));
+    x->alloc = *a;
+    c->fn = fn;
+    c->arg = arg;
+    c->alloc = *a;
+    memcpy(c->ctype, content_type, strlen(content_type) + 1);
+    if ((rv = nng_mtx_alloc(&c->mtx)) != 0 || (rv = nng_cv_alloc(&c->cv, c->mtx)) != 0 ||
+        (rv = nng_http_handler_alloc(&h, path, http_cb)) != 0) {
+        st = nng_fail(err, rv, "http handler", url);
+        goto fail;
+    }
+    if ((rv = nng_http_handler_set_data(h, c, http_ctx_free)) != 0) {
+        st = nng_fail(err, rv, "http handler", url);
+        goto fail;
+    }
+    c = NULL; /* the handler owns it now */
+    /* GET requests carry no body: refuse one rather than read it. */
+    nng_http_handler_collect_body(h, true, 0);
+    if ((rv = nng_http_server_hold(&srv, u)) != 0) {
+        st = nng_fail(err, rv, "http server", url);
+        goto fail;
+    }
+    if ((rv = nng_http_server_add_handler(srv, h)) != 0) {
+        st = nng_fail(err, rv, "http path", url);
+        goto fail;
+    }
+    added = 1;
+    if ((rv = nng_http_server_start(srv)) != 0) {
+        st = nng_fail(err, rv, "http listen", url);
+        goto fail;
+    }
+    if (port != NULL) {
+        *port = 0;
+        if (nng_http_server_get_addr(srv, &sa) == 0) {
+            if (sa.s_family == NNG_AF_INET)
+                *port = (int)(((unsigned)((const uint8_t *)&sa.s_in.sa_port)[0] << 8) |
+                              ((const uint8_t *)&sa.s_in.sa_port)[1]);
+            else if (sa.s_family == NNG_AF_INET6)
+                *port = (int)(((unsigned)((const uint8_t *)&sa.s_in6.sa_port)[0] << 8) |
+                              ((const uint8_t *)&sa.s_in6.sa_port)[1]);
+        }
+    }
+    nng_url_free(u);
+    x->srv = srv;
+    x->h = h;
+    x->ctx = nng_http_handler_get_data(h);
+    *out = x;
+    return OT_OK;
+
+fail:
+    if (added)
+        nng_http_server_del_handler(srv, h);
+    if (srv != NULL)
+        nng_http_server_release(srv);
+    if (h != NULL)
+        nng_http_handler_free(h); /* frees the ctx once set as its data */
+    if (c != NULL)
+        http_ctx_free(c);
+    if (x != NULL)
+        oti_free(a, x, sizeof(*x));
+    nng_url_free(u);
+    return st;
+}
+
+void oti_http_stop(oti_http *x)
+{
+    http_ctx *c;
+
+    if (x == NULL)
+        return;
+    c = x->ctx;
+    nng_mtx_lock(c->mtx);
+    c->stopped = 1;
+    while (c->running > 0)
+        nng_cv_wait(c->cv);
+    nng_mtx_unlock(c->mtx);
+    /* From here on the callback touches only c (owned by the handler).
+     * Unregister before stopping: nng takes its reference on the handler
+     * and begins the dispatch under the server's lock, so once the handler
+     * is gone no dispatch of it can be cut off by the stop, which in nng
+     * 1.5.2 would leave the handler (and c) with a reference never dropped. */
+    nng_http_server_del_handler(x->srv, x->h);
+    nng_http_server_stop(x->srv);
+    nng_http_server_release(x->srv);
+    nng_http_handler_free(x->h);
+    oti_free(&x->alloc, x, sizeof(*x));
 }

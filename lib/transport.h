@@ -305,6 +305,42 @@ ot_status oti_sub_start(oti_sock *s, oti_recv_fn fn, void *arg, char *err);
  */
 ot_status oti_sock_recv(oti_sock *s, int32_t timeout_ms, ot_buf **out, char *err);
 
+/* ---- HTTP: serve one handler at one URL (nng's HTTP server) ------------- */
+
+/*
+ * Renders the body of a response to GET (or HEAD).  Called on nng's
+ * threads, possibly several at once (one per client connection).  On OT_OK
+ * `*data` holds `*len` bytes in a buffer of `*cap` bytes allocated with the
+ * allocator given to oti_http_serve(), which the transport copies and then
+ * frees with oti_free(a, *data, *cap); on any other status the client gets
+ * "500 Internal Server Error" (and *data, if set, is freed the same way).
+ */
+typedef ot_status (*oti_http_fn)(void *arg, uint8_t **data, size_t *len, size_t *cap);
+
+typedef struct oti_http oti_http;
+
+/*
+ * Serves `fn` at `url`, "http://HOST:PORT/PATH" (a missing or "/" path means
+ * `default_path`), with header Content-Type `content_type`.  Servers are
+ * shared by host and port, as nng shares them: several oti_http may serve
+ * different paths of one port; the same path twice gives OT_EADDRINUSE.
+ * PORT 0 picks a free port; `port` (may be NULL) receives the bound port.
+ * Other methods than GET and HEAD get "405 Method Not Allowed", other
+ * paths "404 Not Found".
+ * OT_EINVAL (bad URL), OT_ENOTSUP (a scheme other than http), OT_EADDRINUSE,
+ * OT_ENOMEM, other transport errors; the detail in `err`.
+ */
+ot_status oti_http_serve(const oti_alloc *a, const char *url, const char *default_path,
+                         const char *content_type, oti_http_fn fn, void *arg, oti_http **out,
+                         int *port, char *err);
+
+/*
+ * Stops serving and frees `h` (NULL is ignored): returns when no call of
+ * `fn` is running, and none starts afterwards (a request arriving meanwhile
+ * gets "503 Service Unavailable").  Must not be called from `fn`.
+ */
+void oti_http_stop(oti_http *h);
+
 /* ---- helpers exposed for tests ------------------------------------------- */
 
 /* HMAC-SHA256 of the concatenation of up to 3 parts (p[i], n[i]); NULL parts skipped. */
