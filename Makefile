@@ -220,7 +220,7 @@ check-tsan: deps-dev
 check-valgrind: all $(TEST_BIN)
 	$(Q)OT_BUILD=$(BUILD) OT_VALGRIND=1 CK_DEFAULT_TIMEOUT=300 CK_EXCLUDE_TAGS="build $(CK_EXCLUDE_TAGS)" \
 	    valgrind -q --trace-children=yes --trace-children-skip='*/sh,*/bash,*/env' \
-	    --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+	    --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=99 \
 	    ./$(TEST_BIN)
 
 # ---- benchmarks, demo, fuzzing ------------------------------------------------

@@ -110,6 +110,16 @@ uint32_t oti_hash_feature(const char *s, size_t len, uint32_t ns_hash, int hash_
 ot_status oti_parse_vw(ot_example *ex, const char *line, size_t len);
 ot_status oti_parse_libsvm(ot_example *ex, const char *line, size_t len);
 
+/* ---- trainer (trainer.c) ------------------------------------------------ */
+
+/* Called by a single-shard trainer once per delta frame the server
+ * acknowledged (applied, or duplicate: applied by an earlier attempt), with
+ * the frame's bytes exactly as sent; the bytes are valid only during the
+ * call.  For `ot trainer --ack-log` (scripts/chaos.sh); not for sharded
+ * trainers.  fn NULL removes the hook. */
+typedef void (*oti_trainer_ack_fn)(void *ctx, const uint8_t *frame, size_t len, int duplicate);
+void oti_trainer_set_ack_hook(ot_trainer *tr, oti_trainer_ack_fn fn, void *ctx);
+
 /* ---- predictor (predictor.c) ------------------------------------------- */
 
 /* Test hook: sets the transport test hook (oti_sock_set_test_hook) on the

@@ -1208,9 +1208,8 @@ ot_status ot_param_server_listen(ot_param_server *ps, const char *trainer_url,
     o.contexts = (int)oti_cfg_i64(ps->cfg, OT_OPT_REQUEST_CONTEXTS);
     o.send_timeout_ms = (int32_t)oti_cfg_i64(ps->cfg, OT_OPT_TIMEOUT_MS);
     o.reconnect_min_ms = (int32_t)oti_cfg_i64(ps->cfg, OT_OPT_RECONNECT_MS);
-    if ((st = oti_role_security(ps->cfg, &o, key, ps->errmsg)) != OT_OK)
-        return st;
-    st = oti_sock_create(OTI_SOCK_REP, &o, &ps->rep, ps->errmsg);
+    if ((st = oti_role_security(ps->cfg, &o, key, ps->errmsg)) == OT_OK)
+        st = oti_sock_create(OTI_SOCK_REP, &o, &ps->rep, ps->errmsg);
     if (st != OT_OK) {
         oti_wipe(key, sizeof(key));
         return st;

@@ -98,6 +98,8 @@ struct ot_trainer {
     ot_model *staging;       /* full copies of the shards connected so far */
     ot_delta_encoder *split_enc; /* header fields of the per-shard frames */
     oti_stats stats;
+    oti_trainer_ack_fn ack_fn; /* oti_trainer_set_ack_hook */
+    void *ack_ctx;
     char errmsg[OTI_ERRMSG_LEN];
 };
 
@@ -385,9 +387,8 @@ ot_status ot_trainer_connect(ot_trainer *tr, const char *url)
     o.send_timeout_ms = tr->timeout_ms;
     o.reconnect_min_ms = (int32_t)oti_cfg_i64(tr->cfg, OT_OPT_RECONNECT_MS);
     o.resend_ms = 0; /* the trainer resends itself, with the same bytes */
-    if ((st = oti_role_security(tr->cfg, &o, key, tr->errmsg)) != OT_OK)
-        return st;
-    st = oti_sock_create(OTI_SOCK_REQ, &o, &tr->sock, tr->errmsg);
+    if ((st = oti_role_security(tr->cfg, &o, key, tr->errmsg)) == OT_OK)
+        st = oti_sock_create(OTI_SOCK_REQ, &o, &tr->sock, tr->errmsg);
     oti_wipe(key, sizeof(key)); /* the socket keeps its own copy */
     if (st != OT_OK)
         return st;
@@ -583,8 +584,14 @@ static ot_status apply_reply(ot_trainer *tr, tshard *t, const uint8_t *d, size_t
     if (ack.op != OTI_CTL_SYNC_ACK)
         return oti_err(tr->errmsg, OT_EFORMAT, "sync reply holds control op %d, not SYNC_ACK",
                        ack.op);
-    if (ack.resync)
-        return resync(tr, t, ack.full_version, ack.version);
+    if (ack.resync) {
+        /* the frame was acknowledged (applied or duplicate) before the resync */
+        st = resync(tr, t, ack.full_version, ack.version);
+        if (st == OT_OK && t == NULL && tr->ack_fn != NULL && tr->pending != NULL)
+            tr->ack_fn(tr->ack_ctx, ot_buf_data(tr->pending), ot_buf_size(tr->pending),
+                       ack.result == OTI_SYNC_DUPLICATE);
+        return st;
+    }
     {
         size_t o2 = off;
         while ((st = oti_frame_next(d, len, &o2, &f, &flen)) == OT_OK) {
@@ -608,6 +615,9 @@ static ot_status apply_reply(ot_trainer *tr, tshard *t, const uint8_t *d, size_t
     }
     if (ack.result == OTI_SYNC_DUPLICATE)
         count(tr, S_DUPLICATES, 1);
+    if (t == NULL && tr->ack_fn != NULL && tr->pending != NULL)
+        tr->ack_fn(tr->ack_ctx, ot_buf_data(tr->pending), ot_buf_size(tr->pending),
+                   ack.result == OTI_SYNC_DUPLICATE);
     if (t != NULL) {
         t->version = ack.version;
         set_shard_versions(tr);
@@ -943,6 +953,14 @@ ot_status ot_trainer_stat(const ot_trainer *tr, const char *name, double *value)
 const char *ot_trainer_stat_name(const ot_trainer *tr, size_t i)
 {
     return tr != NULL ? oti_stats_name(&tr->stats, i) : NULL;
+}
+
+void oti_trainer_set_ack_hook(ot_trainer *tr, oti_trainer_ack_fn fn, void *ctx)
+{
+    if (tr == NULL)
+        return;
+    tr->ack_fn = fn;
+    tr->ack_ctx = ctx;
 }
 
 const char *ot_trainer_errmsg(const ot_trainer *tr)

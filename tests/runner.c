@@ -24,6 +24,19 @@ int main(void)
     srunner_add_suite(sr, suite_config());
     srunner_add_suite(sr, suite_build());
     srunner_add_suite(sr, suite_parse());
+    srunner_add_suite(sr, suite_learn());
+    srunner_add_suite(sr, suite_model());
+    srunner_add_suite(sr, suite_transport());
+    srunner_add_suite(sr, suite_delta());
+    srunner_add_suite(sr, suite_predictor());
+    srunner_add_suite(sr, suite_roles());
+    srunner_add_suite(sr, suite_examples());
+    srunner_add_suite(sr, suite_metrics());
+    srunner_add_suite(sr, suite_docs());
+    srunner_add_suite(sr, suite_durable());
+    srunner_add_suite(sr, suite_shard());
+    srunner_add_suite(sr, suite_serve());
+    srunner_add_suite(sr, suite_netns());
     /* Run quietly, print each failure, then Check's summary as the last line. */
     srunner_run_all(sr, CK_SILENT);
     failed = srunner_ntests_failed(sr);
