@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal.h"
 #include "ot.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -66,6 +67,7 @@ typedef struct role_args {
     const char *data;       /* trainer, predict */
     const char *save;       /* ps, predictor: model file written at exit */
     const char *local;      /* predict: shards' saved masters, in shard order */
+    const char *ack_log;    /* trainer: file of acknowledged delta frames */
     long stats_ms;
     long batch;
 } role_args;
@@ -81,7 +83,10 @@ static void roles_usage(FILE *f, const char *cmd)
         fprintf(f, "usage: ot trainer --ps URL[,URL...] [-d FILE|-] [FLAGS]\n"
                    "Trains on the examples of FILE (absent or \"-\": standard input) and syncs\n"
                    "with every shard (trainer URLs in shard order); stops at the end of the input\n"
-                   "or at SIGINT/SIGTERM, after a last sync.\n");
+                   "or at SIGINT/SIGTERM, after a last sync (retried for up to 30 s while\n"
+                   "the server does not answer).\n"
+                   "  --ack-log FILE   append one record per delta frame the server\n"
+                   "                   acknowledged (see scripts/chaos.sh; single shard only)\n");
     else if (strcmp(cmd, "predictor") == 0)
         fprintf(f, "usage: ot predictor --ps URL[,URL...] --sub URL[,URL...] [--serve URL]\n"
                    "                    [--save FILE] [FLAGS]\n"
@@ -144,6 +149,8 @@ static int parse_roles(int argc, char **argv, role_args *a)
             a->save = v;
         else if (strcmp(f, "--local") == 0)
             a->local = v;
+        else if (strcmp(f, "--ack-log") == 0)
+            a->ack_log = v;
         else if (strcmp(f, "--stats-interval") == 0)
             a->stats_ms = strtol(v, NULL, 10);
         else if (strcmp(f, "--batch") == 0)
@@ -315,7 +322,29 @@ out:
 
 /* ---- ot trainer ----------------------------------------------------------------- */
 
+/*
+ * --ack-log: per acknowledged frame, a record in host byte order:
+ * u32 sender, u32 duplicate (0/1), u64 sequence, u64 frame length, the frame.
+ * Flushed per record, so a trainer stopped by a signal leaves whole records.
+ */
+static void log_ack(void *ctx, const uint8_t *frame, size_t len, int duplicate)
+{
+    FILE *f = ctx;
+    uint64_t sender = 0, seq = 0, flen = len;
+    uint32_t hdr[2];
+
+    (void)ot_delta_peek(frame, len, OT_DELTA_FIELD_SENDER, &sender);
+    (void)ot_delta_peek(frame, len, OT_DELTA_FIELD_SEQUENCE, &seq);
+    hdr[0] = (uint32_t)sender;
+    hdr[1] = duplicate != 0;
+    if (fwrite(hdr, sizeof(hdr), 1, f) != 1 || fwrite(&seq, sizeof(seq), 1, f) != 1 ||
+        fwrite(&flen, sizeof(flen), 1, f) != 1 || fwrite(frame, 1, len, f) != len ||
+        fflush(f) != 0)
+        fprintf(stderr, "ot trainer: --ack-log: %s\n", strerror(errno));
+}
+
 #define MAX_URLS 64
+#define FINAL_SYNC_S 30.0 /* ot trainer: how long the last sync keeps trying */
 
 int ot_cmd_trainer(int argc, char **argv)
 {
@@ -326,9 +355,10 @@ int ot_cmd_trainer(int argc, char **argv)
     size_t n = 0, cap = 0;
     char *line = NULL;
     ssize_t got;
-    FILE *in = stdin;
+    FILE *in = stdin, *acks = NULL;
     double t0 = mono_s(), next;
     unsigned long long lines = 0, bad = 0;
+    double until;
     ot_status st;
     int rc;
 
@@ -351,11 +381,19 @@ int ot_cmd_trainer(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if (a.ack_log != NULL && (n != 1 || (acks = fopen(a.ack_log, "ab")) == NULL)) {
+        fprintf(stderr, "ot trainer: --ack-log %s: %s\n", a.ack_log,
+                n != 1 ? "needs a single --ps URL" : strerror(errno));
+        rc = 2;
+        goto out;
+    }
     catch_signals();
     if ((st = ot_trainer_create(a.cfg, &tr)) != OT_OK) {
         rc = ot_tool_fail("trainer: create", st, "");
         goto out;
     }
+    if (acks != NULL)
+        oti_trainer_set_ack_hook(tr, log_ack, acks);
     if ((st = ot_trainer_connect_shards(tr, (const char *const *)urls, n)) != OT_OK) {
         rc = ot_tool_fail("trainer: connect", st, ot_trainer_errmsg(tr));
         goto out;
@@ -387,10 +425,13 @@ int ot_cmd_trainer(int argc, char **argv)
             next += (double)a.stats_ms / 1000.0;
         }
     }
-    /* send what is left */
-    if ((st = ot_trainer_sync(tr)) != OT_OK) {
+    /* send what is left; a server that is away (restarting, or busy) gets up
+     * to FINAL_SYNC_S seconds of further tries */
+    for (until = mono_s() + FINAL_SYNC_S; (st = ot_trainer_sync(tr)) != OT_OK;)
+        if ((st != OT_ETIMEDOUT && st != OT_ECLOSED) || mono_s() >= until)
+            break;
+    if (st != OT_OK)
         rc = ot_tool_fail("trainer: final sync", st, ot_trainer_errmsg(tr));
-    }
     if (a.stats_ms > 0)
         print_stats("trainer", t0, tr, tr_stat, tr_stat_name);
     fprintf(stderr, "trainer lines=%llu bad=%llu version=%llu stopped\n", lines, bad,
@@ -401,6 +442,8 @@ out:
         fclose(in);
     ot_example_destroy(ex);
     ot_trainer_destroy(tr);
+    if (acks != NULL)
+        fclose(acks);
     free(list);
     ot_config_destroy(a.cfg);
     return rc;
