@@ -244,10 +244,19 @@ chaos: $(OT_BIN) $(CHAOS_BIN)
 
 FUZZ_SECONDS ?= 60
 FUZZ_LIB_SRCS := $(LIB_SRCS)
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) | deps-check
+# The library is compiled once for every fuzz target, with coverage
+# instrumentation (fuzzer-no-link) and the sanitizers.
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:lib/%.c=build-fuzz/lib/%.o)
+build-fuzz/lib/%.o: lib/%.c | deps-check
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $< (fuzz)")
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS) | deps-check
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  FUZZ    $@")
-	$(Q)$(CLANG) $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_SRCS) $(LIBS)
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) $(LIBS)
 
 fuzz: deps-dev
 	$(Q)$(MAKE) --no-print-directory fuzz-run
@@ -316,4 +325,4 @@ python-check: shared
 clean:
 	rm -rf build build-asan build-fuzz build-tsan
 
--include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_BINS:=.d) $(EXAMPLE_BINS:=.d)
+-include $(FUZZ_LIB_OBJS:.o=.d) $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_BINS:=.d) $(EXAMPLE_BINS:=.d)

@@ -387,7 +387,7 @@ static void sanitizer_env(char *buf, size_t n)
         rt = run_capture(cmd, &st);
         rt[strcspn(rt, "\n")] = '\0';
         ck_assert_msg(st == 0 && rt[0] == '/', "no sanitizer runtime: %s", rt);
-        snprintf(buf, n, "LD_PRELOAD='%s' ASAN_OPTIONS=detect_leaks=0:$ASAN_OPTIONS ", rt);
+        snprintf(buf, n, "LD_PRELOAD='%s' ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0 ", rt);
         free(rt);
     }
 }
@@ -490,7 +490,7 @@ START_TEST(test_docs_install_and_build_against_it)
              "BUILD='%s' CC='%s' CXX='%s' CFLAGS='%s' SAN_FLAGS='%s' %s sh scripts/install-test.sh",
              test_build_dir(), OT_CC, OT_CXX, OT_CFLAGS, OT_SAN_FLAGS,
              DOCS_ASAN ? "NO_UNDEFINED= INSTALL_TEST_CFLAGS='-fsanitize=address,undefined' "
-                         "ASAN_OPTIONS=detect_leaks=0:$ASAN_OPTIONS"
+                         "ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0"
                        : "");
     out = run_capture(cmd, &st);
     ck_assert_msg(st == 0, "install test failed (%d):\n%s", st, tail(out, 2500));
