@@ -68,6 +68,7 @@ typedef struct role_args {
     const char *save;       /* ps, predictor: model file written at exit */
     const char *local;      /* predict: shards' saved masters, in shard order */
     const char *ack_log;    /* trainer: file of acknowledged delta frames */
+    const char *metrics;    /* ps, trainer, predictor: Prometheus endpoint (http://host:port/path) */
     long stats_ms;
     long batch;
 } role_args;
@@ -103,6 +104,8 @@ static void roles_usage(FILE *f, const char *cmd)
                "  -b BITS, --optimizer OPT, --hidden WIDTHS, --embed NS:DIM, --loss_function LOSS\n"
                "  -O NAME=VALUE    set any library option (see `ot options`); repeatable\n"
                "  --stats-interval MS  print the role's stats every MS (0: never)\n"
+               "  --metrics URL    ps, trainer, predictor: serve the stats to Prometheus at\n"
+               "                   URL (http://0.0.0.0:PORT/metrics)\n"
                "See docs/deployment.md.\n");
 }
 
@@ -151,6 +154,8 @@ static int parse_roles(int argc, char **argv, role_args *a)
             a->local = v;
         else if (strcmp(f, "--ack-log") == 0)
             a->ack_log = v;
+        else if (strcmp(f, "--metrics") == 0)
+            a->metrics = v;
         else if (strcmp(f, "--stats-interval") == 0)
             a->stats_ms = strtol(v, NULL, 10);
         else if (strcmp(f, "--batch") == 0)
@@ -290,6 +295,10 @@ int ot_cmd_ps(int argc, char **argv)
         rc = ot_tool_fail("ps", st, ot_param_server_errmsg(ps));
         goto out;
     }
+    if (a.metrics != NULL && (st = ot_param_server_serve_metrics(ps, a.metrics)) != OT_OK) {
+        rc = ot_tool_fail("ps: --metrics", st, ot_param_server_errmsg(ps));
+        goto out;
+    }
     fprintf(stderr, "ps shard=%u/%u trainers=%s predictors=%s ready\n", shard, nshards,
             ot_param_server_url(ps, 0),
             ot_param_server_url(ps, 1) != NULL ? ot_param_server_url(ps, 1) : "-");
@@ -398,6 +407,10 @@ int ot_cmd_trainer(int argc, char **argv)
         rc = ot_tool_fail("trainer: connect", st, ot_trainer_errmsg(tr));
         goto out;
     }
+    if (a.metrics != NULL && (st = ot_trainer_serve_metrics(tr, a.metrics)) != OT_OK) {
+        rc = ot_tool_fail("trainer: --metrics", st, ot_trainer_errmsg(tr));
+        goto out;
+    }
     if ((st = ot_example_create(a.cfg, &ex)) != OT_OK) {
         rc = ot_tool_fail("trainer", st, "");
         goto out;
@@ -500,6 +513,10 @@ int ot_cmd_predictor(int argc, char **argv)
     }
     if (a.serve != NULL && (st = ot_predict_server_start(p, a.cfg, a.serve, &srv)) != OT_OK) {
         rc = ot_tool_fail("predictor: --serve", st, a.serve);
+        goto out;
+    }
+    if (a.metrics != NULL && (st = ot_predictor_serve_metrics(p, a.metrics)) != OT_OK) {
+        rc = ot_tool_fail("predictor: --metrics", st, ot_predictor_errmsg(p));
         goto out;
     }
     fprintf(stderr, "predictor version=%llu serve=%s ready\n",
