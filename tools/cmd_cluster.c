@@ -619,24 +619,9 @@ static int make_urls(const char *base, char *tu, char *pu, size_t n, char *ipc0,
     return 0;
 }
 
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "ot: cluster: %s wants a number in [%g, %g], got \"%s\"\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_whole(const char *flag, const char *s, double lo, double hi, double *out)
 {
-    if (parse_double(flag, s, lo, hi, out) != 0)
+    if (ot_tool_parse_double("cluster", flag, s, lo, hi, out) != 0)
         return -1;
     if (*out != floor(*out)) {
         fprintf(stderr, "ot: cluster: %s wants a whole number, got \"%s\"\n", flag, s);
@@ -744,11 +729,11 @@ int ot_cmd_cluster(int argc, char **argv)
             gp.ids = (uint32_t)v;
             break;
         case C_ZIPF:
-            if (parse_double(f->lng, val, 0, 10, &gp.zipf) != 0)
+            if (ot_tool_parse_double("cluster", f->lng, val, 0, 10, &gp.zipf) != 0)
                 goto out;
             break;
         case C_DRIFT:
-            if (parse_double(f->lng, val, 0, 1, &gp.drift) != 0)
+            if (ot_tool_parse_double("cluster", f->lng, val, 0, 1, &gp.drift) != 0)
                 goto out;
             break;
         case C_SEED:
@@ -799,7 +784,7 @@ int ot_cmd_cluster(int argc, char **argv)
                 goto out;
             break;
         case C_SECONDS:
-            if (parse_double(f->lng, val, 0.001, 1e9, &run.seconds) != 0)
+            if (ot_tool_parse_double("cluster", f->lng, val, 0.001, 1e9, &run.seconds) != 0)
                 goto out;
             break;
         case C_QUIET: quiet = 1; break;

@@ -52,26 +52,11 @@ static void gen_usage(FILE *f)
     }
 }
 
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "ot: gen: %s wants a number in [%g, %g], got \"%s\"\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static int parse_count(const char *flag, const char *s, double lo, double hi, uint64_t *out)
 {
     double v;
 
-    if (parse_double(flag, s, lo, hi, &v) != 0)
+    if (ot_tool_parse_double("gen", flag, s, lo, hi, &v) != 0)
         return -1;
     if (v != floor(v)) {
         fprintf(stderr, "ot: gen: %s wants a whole number, got \"%s\"\n", flag, s);
@@ -146,7 +131,7 @@ int ot_cmd_gen(int argc, char **argv)
             p.ids = (uint32_t)v;
             break;
         case G_ZIPF:
-            if (parse_double(f->lng, val, 0, 10, &p.zipf) != 0)
+            if (ot_tool_parse_double("gen", f->lng, val, 0, 10, &p.zipf) != 0)
                 return 2;
             break;
         case G_SEED: {
@@ -160,18 +145,18 @@ int ot_cmd_gen(int argc, char **argv)
             break;
         }
         case G_DRIFT:
-            if (parse_double(f->lng, val, 0, 1, &p.drift) != 0)
+            if (ot_tool_parse_double("gen", f->lng, val, 0, 1, &p.drift) != 0)
                 return 2;
             break;
         case G_XOR:
             p.xor_target = 1;
             break;
         case G_BIAS:
-            if (parse_double(f->lng, val, -50, 50, &p.bias) != 0)
+            if (ot_tool_parse_double("gen", f->lng, val, -50, 50, &p.bias) != 0)
                 return 2;
             break;
         case G_SCALE:
-            if (parse_double(f->lng, val, 0, 20, &p.scale) != 0)
+            if (ot_tool_parse_double("gen", f->lng, val, 0, 20, &p.scale) != 0)
                 return 2;
             break;
         case G_OUTPUT:

@@ -1,6 +1,7 @@
 /*
  * ot.c - the command-line program's entry: dispatch to subcommands.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,22 @@ int ot_tool_fail(const char *what, ot_status st, const char *detail)
         fprintf(stderr, ": %s", ot_strerror(st));
     fputc('\n', stderr);
     return 1;
+}
+
+int ot_tool_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                         double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "ot: %s: %s wants a number in [%g, %g], got \"%s\"\n", cmd, flag, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 int ot_tool_set_option(ot_config *cfg, const char *assignment)

@@ -26,6 +26,13 @@ int ot_cmd_predict(int argc, char **argv);   /* tools/cmd_roles.c */
  */
 int ot_tool_set_option(ot_config *cfg, const char *assignment);
 
+/*
+ * Parses a flag's value as a number in [lo, hi] into *out; on failure prints
+ * "ot: <cmd>: <flag> wants a number in [lo, hi], got ..." and returns -1.
+ */
+int ot_tool_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                         double *out);
+
 /* Prints "ot: <what>: <status name>: <detail>" to stderr; returns 1. */
 int ot_tool_fail(const char *what, ot_status st, const char *detail);
 
