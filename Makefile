@@ -4,6 +4,7 @@
 #   make demo       build and run the demo (the README's first command)
 #   make check      build and run the Check suites (the README's second command)
 #   make check-asan / check-valgrind / bench / fuzz / install / uninstall / clean
+#   make docs       API reference (doxygen); make plots: charts into docs/img (gnuplot)
 #
 # Variables (override on the command line): CC CXX CFLAGS CPPFLAGS LDFLAGS
 # PREFIX DESTDIR LIBDIR INCLUDEDIR BINDIR NNG_LIBS BLAS_LIBS V=1 BUILD=dir
@@ -116,11 +117,14 @@ DEPS_PROBE := printf '\#include <nng/nng.h>\n\#include <cblas.h>\n\#include <che
 deps-check:
 	@$(DEPS_PROBE) || $(MAKE) --no-print-directory deps
 
-# Tools for the sanitizer and fuzzing targets (clang and its runtimes).
-DEV_PACKAGES := clang libclang-rt-14-dev
+# Tools for the sanitizer and fuzzing targets (clang and its runtimes), and
+# NumPy for Debian's python3 (the Python binding's NumPy tests).
+DEV_PACKAGES := clang libclang-rt-14-dev python3-numpy
 deps-dev:
 	@command -v $(CLANG) >/dev/null 2>&1 && \
-	    printf 'int main(void){return 0;}\n' | $(CLANG) -fsanitize=address,undefined -x c - -o /dev/null 2>/dev/null || \
+	    printf 'int main(void){return 0;}\n' | $(CLANG) -fsanitize=address,undefined -x c - -o /dev/null 2>/dev/null && \
+	    { ! command -v dpkg-query >/dev/null 2>&1 || \
+	      dpkg-query -W -f='$${Status}' python3-numpy 2>/dev/null | grep -q 'install ok installed'; } || \
 	    $(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEV_PACKAGES)"
 
 deps:
@@ -315,6 +319,26 @@ docs: docs-deps
 	@if [ -s $(BUILD)/docs/warnings.log ]; then cat $(BUILD)/docs/warnings.log >&2; \
 	    echo "docs: doxygen warnings (above)" >&2; exit 1; fi
 	@echo "docs: $(BUILD)/docs/html/index.html"
+
+# `make plots` runs `ot cluster` on generated drifting streams and renders
+# PNG charts with gnuplot into $(PLOTS_DIR) (scripts/plots.sh; docs/tuning.md
+# explains them).  gnuplot is an optional dependency, installed here.
+PLOTS_PACKAGES := gnuplot-nox
+GNUPLOT ?= gnuplot
+PLOTS_DIR ?= docs/img
+.PHONY: plots plots-deps
+plots-deps:
+	@command -v $(GNUPLOT) >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "plots: installing $(PLOTS_PACKAGES)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(PLOTS_PACKAGES) >/dev/null; \
+	else \
+	    echo "plots: $(GNUPLOT) not found; run as root: apt-get install $(PLOTS_PACKAGES)" >&2; exit 1; \
+	fi
+
+plots: plots-deps $(OT_BIN)
+	$(Q)GNUPLOT=$(GNUPLOT) ./scripts/plots.sh $(OT_BIN) $(PLOTS_DIR)
 
 # The binding's tests, against this build's shared library.
 PYTHON ?= python3

@@ -1,8 +1,9 @@
 /*
  * check_docs.c - what users read and run outside the C API: the man page
  * against `ot`'s own help, the header's comments, the Python binding's tests
- * (tag "python"), the C++ example (tag "examples") and an installed copy
- * used through pkg-config (tag "install").
+ * (tag "python"), the C++ example (tag "examples"), an installed copy
+ * used through pkg-config (tag "install"), and the option names
+ * docs/tuning.md uses.
  *
  * These tests run programs (ot, python3, the compiler, make) from the source
  * tree's root, as `make check` does; the build directory is
@@ -372,6 +373,110 @@ START_TEST(test_docs_header_comments_every_public_declaration)
 }
 END_TEST
 
+/* ---- docs/tuning.md ----------------------------------------------------------------------- */
+
+/*
+ * The option names a Markdown text uses: each `code span` word that is an
+ * identifier with an underscore (`rt_threshold`), and the NAME of each
+ * NAME=VALUE inside a code span (`-O sync_every_examples=500`); words in
+ * paths and flags (`docs/img/a_b.png`, `--rt-ms`) are not names.  Each is
+ * looked up with ot_option_by_name(): the first that is not an option goes
+ * to `bad` ("" when all are), and seen[i] is set for each required[i] met.
+ * Returns the number of names checked.
+ */
+static size_t doc_option_names(const char *doc, char *bad, size_t badn,
+                               const char *const *required, size_t nreq, int *seen)
+{
+    const char *p = doc;
+    size_t i, checked = 0;
+
+    bad[0] = '\0';
+    while ((p = strchr(p, '`')) != NULL) {
+        const char *end = strchr(p + 1, '`'), *w;
+        if (end == NULL)
+            break;
+        for (w = p + 1; w < end;) {
+            char name[128];
+            size_t k = 0;
+            int under = 0, id;
+            const char *start = w;
+            while (w < end && (islower((unsigned char)*w) || isdigit((unsigned char)*w) ||
+                               *w == '_')) {
+                under |= *w == '_';
+                if (k + 1 < sizeof(name))
+                    name[k++] = *w;
+                w++;
+            }
+            name[k] = '\0';
+            if (k > 0 && under && islower((unsigned char)name[0]) &&
+                (start == p + 1 || strchr(" =", start[-1]) != NULL) &&
+                (w == end || strchr(" =", *w) != NULL)) {
+                if (ot_option_by_name(name, &id) != OT_OK && bad[0] == '\0')
+                    snprintf(bad, badn, "%s", name);
+                for (i = 0; i < nreq; i++)
+                    if (strcmp(name, required[i]) == 0)
+                        seen[i] = 1;
+                checked++;
+            }
+            if (w == start)
+                w++;
+        }
+        p = end + 1;
+    }
+    return checked;
+}
+
+/* Every option docs/tuning.md names exists; it explains the ones it is for; its images exist. */
+START_TEST(test_docs_tuning_names_only_real_options)
+{
+    static const char *const required[] = {"rt_threshold", "rt_interval_ms", "full_interval_ms",
+                                           "sync_every_examples", "sync_interval_ms"};
+    enum { NREQ = sizeof(required) / sizeof(required[0]) };
+    char *doc = read_text("docs/tuning.md"), bad[128];
+    const char *img;
+    int seen[NREQ] = {0};
+    size_t i, checked, images = 0;
+
+    checked = doc_option_names(doc, bad, sizeof(bad), required, NREQ, seen);
+    ck_assert_msg(bad[0] == '\0', "docs/tuning.md names `%s`, which is not an option (ot options)",
+                  bad);
+    for (i = 0; i < NREQ; i++)
+        ck_assert_msg(seen[i], "docs/tuning.md does not explain `%s`", required[i]);
+    ck_assert_uint_ge(checked, 10);
+
+    /* ![...](img/NAME.png): each image is there. */
+    for (img = strstr(doc, "](img/"); img != NULL; img = strstr(img + 1, "](img/")) {
+        char path[256];
+        size_t k = strcspn(img + 2, ")");
+        ck_assert_uint_lt(k, 200);
+        snprintf(path, sizeof(path), "docs/%.*s", (int)k, img + 2);
+        ck_assert_msg(access(path, R_OK) == 0, "docs/tuning.md shows %s, which is missing", path);
+        images++;
+    }
+    ck_assert_uint_ge(images, 4);
+    free(doc);
+}
+END_TEST
+
+/* The name finder on a made-up text: a misspelt option is caught, paths and flags are not names. */
+START_TEST(test_docs_tuning_checker_catches_unknown_names)
+{
+    static const char *const required[] = {"rt_threshold", "full_interval_ms"};
+    const char *text = "Set `rt_threshold` and `-O sync_every_examples=9`; `rt_intervall_ms`\n"
+                       "is wrong. `docs/img/x_y.png`, `--rt-ms 50`, `ot cluster`, plain_word, `a`.\n"
+                       "`rt_interval_ms=200 full_interval_ms=2000` `unclosed_name";
+    int seen[2] = {0, 0};
+    char bad[128];
+
+    ck_assert_uint_eq(doc_option_names(text, bad, sizeof(bad), required, 2, seen), 5);
+    ck_assert_str_eq(bad, "rt_intervall_ms");
+    ck_assert_int_eq(seen[0], 1);
+    ck_assert_int_eq(seen[1], 1);
+    ck_assert_uint_eq(doc_option_names("`rt_threshold`", bad, sizeof(bad), required, 2, seen), 1);
+    ck_assert_str_eq(bad, "");
+}
+END_TEST
+
 /* ---- the Python binding ---------------------------------------------------------------- */
 
 /* LD_PRELOAD and ASAN_OPTIONS for a program that loads a sanitized library. */
@@ -413,6 +518,13 @@ START_TEST(test_docs_python_binding_tests_pass)
     /* unittest's summary: "Ran N tests" then "OK" */
     ck_assert_msg(strstr(out, "\nOK") != NULL && strstr(out, "Ran ") != NULL, "%s",
                   tail(out, 1000));
+    /* Say so when no interpreter with NumPy ran the NumPy tests. */
+    {
+        const char *why = strstr(out, "NumPy tests not run");
+        if (why != NULL)
+            fprintf(stderr, "test_docs_python_binding_tests_pass: %.*s\n",
+                    (int)strcspn(why, "\n"), why);
+    }
     free(out);
 }
 END_TEST
@@ -512,6 +624,8 @@ Suite *suite_docs(void)
     tcase_add_test(man, test_docs_help_flag_parsing);
     tcase_add_test(man, test_docs_manpage_renders_without_warnings);
     tcase_add_test(man, test_docs_header_comments_every_public_declaration);
+    tcase_add_test(man, test_docs_tuning_names_only_real_options);
+    tcase_add_test(man, test_docs_tuning_checker_catches_unknown_names);
     suite_add_tcase(s, man);
 
     tcase_set_tags(py, "python");

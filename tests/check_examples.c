@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -408,6 +409,126 @@ START_TEST(test_examples_ot_cluster_reads_a_file_and_refuses_bad_flags)
 }
 END_TEST
 
+/* Splits a CSV line (no quoting) into at most max fields; returns the count. */
+static int csv_split(char *line, char **f, int max)
+{
+    int n = 0;
+    char *p = line;
+
+    line[strcspn(line, "\r\n")] = '\0';
+    while (n < max) {
+        f[n++] = p;
+        p = strchr(p, ',');
+        if (p == NULL)
+            break;
+        *p++ = '\0';
+    }
+    return n;
+}
+
+/* --csv and --freshness-csv: the time series the charts of `make plots` are drawn from. */
+START_TEST(test_examples_ot_cluster_writes_csv_time_series)
+{
+    static char out[65536];
+    char dir[] = "/tmp/ot-check-csv-XXXXXX", csv[64], fresh[64], line[1024], *f[16];
+    const char *flags[] = {"-n", "2", "-m", "1", "--examples", "40000", "--ids", "300", "-b",
+                           "14", "--csv", csv, "--csv-ms", "20", "--freshness-csv", fresh, "-q",
+                           NULL};
+    const char *bad[] = {"--examples", "100", "--csv", "/nonexistent-dir/x.csv", NULL};
+    const char *to_stdout[] = {"--examples", "2000", "-b", "12", "--csv", "-", "-q", NULL};
+    double t = 0, v[16], loss_sum = 0, loss_n = 0, prev[16] = {0};
+    summary s;
+    FILE *fp;
+    int rc, rows = 0, k;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(csv, sizeof(csv), "%s/a.csv", dir);
+    snprintf(fresh, sizeof(fresh), "%s/f.csv", dir);
+    rc = ot_cluster(out, sizeof(out), flags);
+    ck_assert_msg(rc == 0, "ot cluster exited with %d:\n%s", rc, out);
+    parse_summary(out, &s);
+    ck_assert_uint_eq(s.examples, 40000);
+
+    fp = fopen(csv, "r");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), fp));
+    ck_assert_str_eq(line, "time_s,examples,train_loss,served_loss,rt_updates,full_updates,"
+                           "rt_bytes,full_bytes,fullonly_bytes,master_version,served_version,"
+                           "lag_ver,stale_ms\n");
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        ck_assert_int_eq(csv_split(line, f, 16), 13);
+        for (k = 0; k < 13; k++) {
+            char *end;
+            if ((k == 2 || k == 3) && f[k][0] == '\0') { /* no example since the last row */
+                v[k] = -1;
+                continue;
+            }
+            v[k] = strtod(f[k], &end);
+            ck_assert_msg(*end == '\0' && f[k][0] != '\0', "row %d field %d: \"%s\"", rows, k,
+                          f[k]);
+        }
+        /* Counts and bytes only grow; the losses cover the examples since the last row. */
+        ck_assert_double_ge(v[0], t);
+        t = v[0];
+        for (k = 1; k < 13; k++) {
+            if (k == 1 || (k >= 4 && k <= 9))
+                ck_assert_msg(v[k] >= prev[k], "row %d: column %d went back", rows, k);
+        }
+        if (v[1] > prev[1]) {
+            ck_assert_double_gt(v[2], 0.0);
+            ck_assert_double_gt(v[3], 0.0);
+            loss_sum += v[2] * (v[1] - prev[1]);
+            loss_n += v[1] - prev[1];
+        } else {
+            ck_assert_double_eq(v[2], -1.0);
+        }
+        ck_assert_double_eq(v[11], v[9] - v[10]); /* lag = master - served */
+        ck_assert_double_ge(v[12], 0.0);
+        memcpy(prev, v, sizeof(prev));
+        rows++;
+    }
+    fclose(fp);
+    ck_assert_int_ge(rows, 1);
+    /* The last row: every example, and at least what the summary counted. */
+    ck_assert_double_eq(prev[1], 40000.0);
+    ck_assert_double_ge(prev[4], s.rt);
+    ck_assert_double_ge(prev[5], s.full);
+    ck_assert_double_ge(prev[6] + prev[7], s.mb * 1e6 - 5e3);
+    /* The rows' losses, weighted by their examples, are the summary's loss. */
+    ck_assert_msg(fabs(loss_sum / loss_n - s.train_loss) < 1e-5, "rows %.6f, summary %.6f",
+                  loss_sum / loss_n, s.train_loss);
+
+    fp = fopen(fresh, "r");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), fp));
+    ck_assert_str_eq(line, "time_s,lag_ver,stale_ms\n");
+    rows = 0;
+    t = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        double a, b, c;
+        ck_assert_int_eq(sscanf(line, "%lf,%lf,%lf", &a, &b, &c), 3);
+        ck_assert_double_ge(a, t);
+        ck_assert_double_ge(b, 0.0);
+        ck_assert_double_ge(c, 0.0);
+        t = a;
+        rows++;
+    }
+    fclose(fp);
+    ck_assert_int_ge(rows, 1);
+    unlink(csv);
+    unlink(fresh);
+    rmdir(dir);
+
+    /* A file that cannot be written: an error before anything runs. */
+    ck_assert_int_eq(ot_cluster(out, sizeof(out), bad), 1);
+    ck_assert_ptr_nonnull(strstr(out, "--csv /nonexistent-dir/x.csv"));
+    /* "-": standard output. */
+    ck_assert_int_eq(ot_cluster(out, sizeof(out), to_stdout), 0);
+    ck_assert_ptr_nonnull(strstr(out, "time_s,examples,train_loss,"));
+    ck_assert_ptr_nonnull(strstr(out, ",2000,"));
+}
+END_TEST
+
 Suite *suite_examples(void)
 {
     Suite *s = suite_create("examples");
@@ -421,6 +542,7 @@ Suite *suite_examples(void)
     tcase_add_test(tc, test_examples_ot_cluster_learns_and_serves);
     tcase_add_test(tc, test_examples_ot_cluster_full_only_sends_no_realtime_updates);
     tcase_add_test(tc, test_examples_ot_cluster_reads_a_file_and_refuses_bad_flags);
+    tcase_add_test(tc, test_examples_ot_cluster_writes_csv_time_series);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,20 +3,26 @@
  * over real TCP sockets with a plain socket client, and the transport's
  * small HTTP server underneath.  Tagged "net".
  *
+ * The last test runs `ot ps`, `ot trainer` and `ot predictor` as processes
+ * with --metrics and scrapes them from outside.
+ *
  * Sockets and threads are made inside the tests (Check's forked children),
  * never in the runner.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -811,11 +817,264 @@ START_TEST(test_metrics_trainer_scraped_while_learning_and_destroyed)
 }
 END_TEST
 
+/* ---- ot ps|trainer|predictor --metrics: role processes scraped from outside ----------- */
+
+typedef struct role_proc {
+    pid_t pid;
+    int in_fd;       /* the write end of its standard input, or -1 (it reads /dev/null) */
+    int port;        /* where --metrics serves */
+    char log[512];   /* its standard output and error */
+} role_proc;
+
+/* The names a body's "# HELP ot_<role>_<name> ..." lines give, as a view. */
+static void view_from_body(role_view *v, const char *role, const char *body, size_t len,
+                           char names[][64])
+{
+    char prefix[64];
+    const char *p = body, *end = body + len;
+    size_t pl = (size_t)snprintf(prefix, sizeof(prefix), "# HELP ot_%s_", role);
+
+    v->role = role;
+    v->n = 0;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            break;
+        if ((size_t)(nl - p) > pl && strncmp(p, prefix, pl) == 0) {
+            size_t k = strcspn(p + pl, " \n");
+            ck_assert_uint_lt(k, 64);
+            ck_assert_uint_lt(v->n, MAX_STATS);
+            memcpy(names[v->n], p + pl, k);
+            names[v->n][k] = '\0';
+            v->names[v->n] = names[v->n];
+            v->n++;
+        }
+        p = nl + 1;
+    }
+}
+
+/* The whole text of a role's log, for failure messages (a static buffer). */
+static const char *proc_log(const role_proc *rp)
+{
+    static char text[4096];
+    FILE *f = fopen(rp->log, "r");
+    size_t n = 0;
+
+    text[0] = '\0';
+    if (f != NULL) {
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+    }
+    text[n] = '\0';
+    return text;
+}
+
+/*
+ * Starts `ot ARGS... --metrics http://127.0.0.1:PORT/metrics` on a free port
+ * and waits until the port answers; retries with another port when the
+ * process could not bind it.  with_stdin: give it a pipe as standard input.
+ */
+static void start_role(role_proc *rp, const char *logpath, int with_stdin, const char *const *args)
+{
+    char ot[512], url[128];
+    const char *argv[32];
+    int tries, n = 0, k, fds[2] = {-1, -1};
+
+    snprintf(ot, sizeof(ot), "%s/ot", test_build_dir());
+    ck_assert_msg(access(ot, X_OK) == 0, "%s is not built", ot);
+    snprintf(rp->log, sizeof(rp->log), "%s", logpath);
+    for (tries = 0; tries < 5; tries++) {
+        int status, waited;
+        pid_t pid;
+
+        rp->port = free_port();
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", rp->port);
+        n = 0;
+        argv[n++] = ot;
+        for (k = 0; args[k] != NULL && n < 28; k++)
+            argv[n++] = args[k];
+        argv[n++] = "--metrics";
+        argv[n++] = url;
+        argv[n] = NULL;
+        if (with_stdin) {
+            ck_assert_int_eq(pipe(fds), 0);
+            /* Only this process may hold the write end: the roles started
+             * later must not keep the trainer's input open. */
+            ck_assert_int_eq(fcntl(fds[1], F_SETFD, FD_CLOEXEC), 0);
+        }
+        fflush(NULL);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            int in = with_stdin ? fds[0] : open("/dev/null", O_RDONLY);
+            int out = open(rp->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+                _exit(126);
+            if (with_stdin)
+                close(fds[1]);
+            execv(ot, (char *const *)argv);
+            _exit(127);
+        }
+        if (with_stdin)
+            close(fds[0]);
+        rp->pid = pid;
+        rp->in_fd = with_stdin ? fds[1] : -1;
+        /* Until the port answers, or the process ends (for up to 30 s). */
+        for (waited = 0; waited < 600; waited++) {
+            int fd = connect_local(rp->port);
+            struct timespec ms50 = {0, 50000000};
+            if (fd >= 0) {
+                close(fd);
+                return;
+            }
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                rp->pid = -1;
+                break;
+            }
+            nanosleep(&ms50, NULL);
+        }
+        if (rp->pid > 0) {
+            kill(rp->pid, SIGKILL);
+            waitpid(rp->pid, &status, 0);
+            ck_abort_msg("%s: port %d never answered:\n%s", argv[1], rp->port, proc_log(rp));
+        }
+        if (rp->in_fd >= 0)
+            close(rp->in_fd);
+        ck_assert_msg(strstr(proc_log(rp), "OT_EADDRINUSE") != NULL, "ot %s exited:\n%s",
+                      argv[1], proc_log(rp));
+    }
+    ck_abort_msg("no free port for %s after 5 tries", argv[1]);
+}
+
+/* Scrapes a role's /metrics, checks the whole format, returns the value of stat `name`. */
+static double scrape_role(const role_proc *rp, const char *role, const char *name,
+                          int want_counter)
+{
+    static char names[MAX_STATS][64];
+    double values[MAX_STATS];
+    int is_counter[MAX_STATS];
+    role_view v;
+    http_resp r;
+    size_t i;
+
+    ck_assert_int_eq(http_get(rp->port, "/metrics", buf, sizeof(buf), &r), 0);
+    ck_assert_msg(r.status == 200, "ot %s: status %d:\n%s", role, r.status, proc_log(rp));
+    ck_assert_str_eq(r.ctype, "text/plain; version=0.0.4; charset=utf-8");
+    view_from_body(&v, role, r.body, r.body_len, names);
+    ck_assert_uint_gt(v.n, 5);
+    /* Exactly HELP, TYPE, sample for each name, and nothing else. */
+    check_exposition(r.body, r.body_len, &v, values, is_counter);
+    i = index_of(&v, name);
+    ck_assert_int_eq(is_counter[i], want_counter);
+    return values[i];
+}
+
+/* Polls stat `name` until it reaches at least `want` (for up to 30 s); returns the last value. */
+static double scrape_until(const role_proc *rp, const char *role, const char *name,
+                           int want_counter, double want)
+{
+    struct timespec ms50 = {0, 50000000};
+    double v = 0.0;
+    int i;
+
+    for (i = 0; i < 600; i++) {
+        v = scrape_role(rp, role, name, want_counter);
+        if (v >= want)
+            break;
+        nanosleep(&ms50, NULL);
+    }
+    return v;
+}
+
+/* Waits for the process to end on its own or after `sig` (0: none); returns its exit status. */
+static int stop_role(role_proc *rp, int sig)
+{
+    int status = 0;
+
+    if (sig != 0)
+        ck_assert_int_eq(kill(rp->pid, sig), 0);
+    if (rp->in_fd >= 0) {
+        close(rp->in_fd);
+        rp->in_fd = -1;
+    }
+    ck_assert_int_eq(waitpid(rp->pid, &status, 0), rp->pid);
+    rp->pid = -1;
+    ck_assert_msg(WIFEXITED(status), "killed by signal %d:\n%s",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : 0, proc_log(rp));
+    return WEXITSTATUS(status);
+}
+
+START_TEST(test_metrics_cli_roles_serve_metrics_until_stopped)
+{
+    char dir[256], tu[320], pu[320], lps[320], ltr[320], lpr[320], line[64];
+    const char *tmp = getenv("TMPDIR");
+    role_proc ps, tr, pr;
+    double v;
+    int i;
+
+    snprintf(dir, sizeof(dir), "%s/ot-metrics-cli.XXXXXX", tmp != NULL && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(tu, sizeof(tu), "ipc://%s/t", dir);
+    snprintf(pu, sizeof(pu), "ipc://%s/p", dir);
+    snprintf(lps, sizeof(lps), "%s/ps.log", dir);
+    snprintf(ltr, sizeof(ltr), "%s/trainer.log", dir);
+    snprintf(lpr, sizeof(lpr), "%s/predictor.log", dir);
+
+    {
+        const char *args[] = {"ps", "--trainers", tu, "--predictors", pu, "-b", "12", NULL};
+        start_role(&ps, lps, 0, args);
+    }
+    ck_assert_double_eq(scrape_role(&ps, "param_server", "deltas_in", 1), 0.0);
+    ck_assert_double_eq(scrape_role(&ps, "param_server", "version", 0), 0.0);
+    {
+        const char *args[] = {"trainer", "--ps", tu, "-b", "12", "-O", "sync_every_examples=10",
+                              "-O", "sync_interval_ms=0", NULL};
+        start_role(&tr, ltr, 1, args);
+    }
+    {
+        const char *args[] = {"predictor", "--ps", tu, "--sub", pu, "-b", "12", "-O",
+                              "rt_interval_ms=10", NULL};
+        start_role(&pr, lpr, 0, args);
+    }
+    /* 100 examples through the trainer's standard input. */
+    for (i = 0; i < 100; i++) {
+        int n = snprintf(line, sizeof(line), "%d |user u%d |item i%d\n", i % 2 ? 1 : -1, i % 7,
+                         i % 10);
+        ck_assert_int_eq(write(tr.in_fd, line, (size_t)n), n);
+    }
+    v = scrape_until(&tr, "trainer", "examples", 1, 100.0);
+    ck_assert_msg(v == 100.0, "trainer examples %g:\n%s", v, proc_log(&tr));
+    /* ten syncs of ten examples: the server counts them */
+    v = scrape_until(&ps, "param_server", "deltas_in", 1, 10.0);
+    ck_assert_msg(v >= 10.0, "server deltas_in %g:\n%s", v, proc_log(&ps));
+    v = scrape_until(&pr, "predictor", "version", 0, 1.0);
+    ck_assert_msg(v >= 1.0, "predictor version %g:\n%s", v, proc_log(&pr));
+
+    /* The trainer ends with its input; the others with SIGTERM. All cleanly. */
+    ck_assert_int_eq(stop_role(&tr, 0), 0);
+    ck_assert_ptr_nonnull(strstr(proc_log(&tr), "lines=100 bad=0"));
+    ck_assert_int_eq(stop_role(&pr, SIGTERM), 0);
+    ck_assert_int_eq(stop_role(&ps, SIGTERM), 0);
+    ck_assert_ptr_nonnull(strstr(proc_log(&ps), "stopped"));
+    ck_assert_ptr_nonnull(strstr(proc_log(&pr), "stopped"));
+    /* Their ports closed with them. */
+    ck_assert_int_eq(http_get(ps.port, "/metrics", buf, sizeof(buf), &(http_resp){0}),
+                     -ECONNREFUSED);
+    ck_assert_int_eq(http_get(tr.port, "/metrics", buf, sizeof(buf), &(http_resp){0}),
+                     -ECONNREFUSED);
+    unlink(lps);
+    unlink(ltr);
+    unlink(lpr);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
     TCase *render = tcase_create("render");
     TCase *tc = tcase_create("http");
+    TCase *cli = tcase_create("cli");
 
     tcase_add_test(render, test_metrics_render_exact_text);
     tcase_add_test(render, test_metrics_render_gauges_round_trip);
@@ -830,5 +1089,11 @@ Suite *suite_metrics(void)
     tcase_add_test(tc, test_metrics_serve_errors);
     tcase_add_test(tc, test_metrics_trainer_scraped_while_learning_and_destroyed);
     suite_add_tcase(s, tc);
+
+    /* The ot program's --metrics flag, with the roles as processes. */
+    tcase_set_tags(cli, "net");
+    tcase_set_timeout(cli, 180);
+    tcase_add_test(cli, test_metrics_cli_roles_serve_metrics_until_stopped);
+    suite_add_tcase(s, cli);
     return s;
 }

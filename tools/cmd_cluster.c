@@ -36,6 +36,26 @@
  * --option): "state" for ftrl (trainers exchange z and n, from which the
  * weights follow), "both" for adagrad, "weights" for sgd.
  *
+ * --csv FILE writes the same figures as a time series, one row every
+ * --csv-ms milliseconds and one at the end (after the last sync, before the
+ * final update), with a header row:
+ *
+ *   time_s        seconds since the server started
+ *   examples      examples learned and scored so far
+ *   train_loss    trainers' progressive loss over the examples since the
+ *   served_loss   previous row, and the served loss over the same examples
+ *                 (empty when no example came in between)
+ *   rt_updates, full_updates   updates published so far
+ *   rt_bytes, full_bytes       bytes published so far to each predictor,
+ *                              by kind
+ *   fullonly_bytes             a full copy every real-time interval instead
+ *   master_version, served_version   the master's and the oldest served
+ *   lag_ver, stale_ms                version, and freshness as above
+ *
+ * --freshness-csv FILE writes every freshness sample (time_s, lag_ver,
+ * stale_ms), one per main-loop tick (about 10 ms).  Either file may be
+ * "-" for standard output (with -q, so the table does not interleave).
+ *
  * Exit status: 0; 1 when the stream could not be read, the model refused
  * an example, a prediction failed or a trainer's final sync failed (a sync
  * that fails during the run keeps its delta for the next one and is only
@@ -63,7 +83,7 @@
 enum {
     C_TRAINERS = 1, C_PREDICTORS, C_DATA, C_EXAMPLES, C_NAMESPACES, C_IDS, C_ZIPF, C_DRIFT,
     C_SEED, C_RT_MS, C_FULL_MS, C_RT_THRESHOLD, C_SYNC_EVERY, C_BITS, C_OPTIMIZER, C_OPTION,
-    C_FULL_ONLY, C_URL_BASE, C_PRINT_MS, C_SECONDS, C_QUIET, C_HELP
+    C_FULL_ONLY, C_URL_BASE, C_PRINT_MS, C_SECONDS, C_CSV, C_CSV_MS, C_FRESH_CSV, C_QUIET, C_HELP
 };
 
 typedef struct cl_flag {
@@ -101,6 +121,11 @@ static const cl_flag cl_flags[] = {
     {C_PRINT_MS, NULL, "--print-ms", "MS", "print a table line every MS milliseconds "
                                            "(default: at every doubling of the examples)"},
     {C_SECONDS, NULL, "--seconds", "S", "stop reading the stream after S seconds (default: no limit)"},
+    {C_CSV, NULL, "--csv", "FILE", "write a time series to FILE: a CSV row every --csv-ms with the "
+                                   "losses, updates, bytes by kind and freshness"},
+    {C_CSV_MS, NULL, "--csv-ms", "MS", "period of the --csv rows (default 500)"},
+    {C_FRESH_CSV, NULL, "--freshness-csv", "FILE", "write every freshness sample (one per 10 ms) "
+                                                   "to FILE as CSV"},
     {C_QUIET, "-q", "--quiet", NULL, "print only the summary line"},
     {C_HELP, "-h", "--help", NULL, "print this help"},
 };
@@ -464,6 +489,12 @@ typedef struct cl_report {
     uint64_t lag_now, lag_max;
     double stale_now, stale_max, lag_sum, stale_sum;
     uint64_t samples;
+    uint64_t oldest_now; /* the oldest served version at the last sample */
+    /* --csv and --freshness-csv */
+    FILE *csv, *fresh;
+    double csv_ms;
+    cl_sums csv_last; /* sums at the previous --csv row */
+    int csv_failed, fresh_failed;
 } cl_report;
 
 typedef struct cl_pubstats {
@@ -530,6 +561,11 @@ static void sample_freshness(const cl_run *run, const ot_param_server *ps, cl_re
         stale = (t - rep->hist[lo].t) * 1000.0;
     rep->lag_now = master - oldest;
     rep->stale_now = stale;
+    rep->oldest_now = oldest;
+    if (rep->fresh != NULL &&
+        fprintf(rep->fresh, "%.3f,%llu,%.0f\n", t - rep->t0, (unsigned long long)rep->lag_now,
+                stale) < 0)
+        rep->fresh_failed = 1;
     if (rep->lag_now > rep->lag_max)
         rep->lag_max = rep->lag_now;
     if (stale > rep->stale_max)
@@ -565,6 +601,63 @@ static void print_line(const ot_param_server *ps, cl_report *rep, const cl_sums 
            p.baseline / 1e6, ratio, (unsigned long long)rep->lag_now, rep->stale_now);
     fflush(stdout);
     rep->last = *s;
+}
+
+static void csv_header(cl_report *rep)
+{
+    if (fprintf(rep->csv, "time_s,examples,train_loss,served_loss,rt_updates,full_updates,"
+                          "rt_bytes,full_bytes,fullonly_bytes,master_version,served_version,"
+                          "lag_ver,stale_ms\n") < 0)
+        rep->csv_failed = 1;
+}
+
+/* One --csv row: losses since the previous row, everything else so far. */
+static void csv_row(const ot_param_server *ps, cl_report *rep, const cl_sums *s)
+{
+    double t = now_s(), dw = s->weight - rep->csv_last.weight;
+    char tl[32] = "", sl[32] = "";
+    cl_pubstats p;
+
+    pub_stats(ps, rep, t, &p);
+    if (dw > 0) {
+        snprintf(tl, sizeof(tl), "%.6f", (s->train_loss - rep->csv_last.train_loss) / dw);
+        snprintf(sl, sizeof(sl), "%.6f", (s->served_loss - rep->csv_last.served_loss) / dw);
+    }
+    if (fprintf(rep->csv, "%.3f,%llu,%s,%s,%.0f,%.0f,%.0f,%.0f,%.0f,%llu,%llu,%llu,%.0f\n",
+                t - rep->t0, (unsigned long long)s->examples, tl, sl, p.rt, p.full,
+                ps_stat(ps, "rt_bytes"), ps_stat(ps, "full_bytes"), p.baseline,
+                (unsigned long long)(rep->oldest_now + rep->lag_now),
+                (unsigned long long)rep->oldest_now, (unsigned long long)rep->lag_now,
+                rep->stale_now) < 0)
+        rep->csv_failed = 1;
+    rep->csv_last = *s;
+}
+
+/* Opens a --csv or --freshness-csv file ("-": standard output). */
+static FILE *csv_open(const char *flag, const char *path)
+{
+    FILE *f;
+
+    if (strcmp(path, "-") == 0)
+        return stdout;
+    f = fopen(path, "w");
+    if (f == NULL)
+        fprintf(stderr, "ot: cluster: %s %s: %s\n", flag, path, strerror(errno));
+    return f;
+}
+
+/* Closes a file csv_open() gave; returns nonzero (and says so) if writing failed. */
+static int csv_close(FILE *f, const char *path, int failed)
+{
+    if (f == NULL)
+        return 0;
+    if (f == stdout)
+        failed |= fflush(f) != 0;
+    else
+        failed |= fclose(f) != 0;
+    if (failed)
+        fprintf(stderr, "ot: cluster: cannot write %s\n", path);
+    return failed;
 }
 
 /* ---- setting up ---------------------------------------------------------------------- */
@@ -652,9 +745,9 @@ int ot_cmd_cluster(int argc, char **argv)
     otg_params gp;
     ot_config *cfg = NULL;
     ot_param_server *ps = NULL;
-    const char *url_base = NULL, *src = NULL;
+    const char *url_base = NULL, *src = NULL, *csv_path = NULL, *fresh_path = NULL;
     char tu[512], pu[512], ipc0[512], ipc1[512], err[256];
-    double v, print_ms = 0, rt_ms_flag = -1, t_last;
+    double v, print_ms = 0, rt_ms_flag = -1, t_last, t_csv;
     uint64_t next_print = CL_FIRST_PRINT;
     int a, t, j, rc = 2, quiet = 0, full_only = 0, source_set = 0;
     int threads_started = 0;
@@ -663,6 +756,7 @@ int ot_cmd_cluster(int argc, char **argv)
 
     memset(&run, 0, sizeof(run));
     memset(&rep, 0, sizeof(rep));
+    rep.csv_ms = 500;
     run.ntrainers = 4;
     run.npredictors = 2;
     run.examples_max = 1000000;
@@ -787,6 +881,12 @@ int ot_cmd_cluster(int argc, char **argv)
             if (ot_tool_parse_double("cluster", f->lng, val, 0.001, 1e9, &run.seconds) != 0)
                 goto out;
             break;
+        case C_CSV: csv_path = val; break;
+        case C_CSV_MS:
+            if (parse_whole(f->lng, val, 1, 86400000, &rep.csv_ms) != 0)
+                goto out;
+            break;
+        case C_FRESH_CSV: fresh_path = val; break;
         case C_QUIET: quiet = 1; break;
         default:
             cluster_usage(stdout);
@@ -827,6 +927,16 @@ int ot_cmd_cluster(int argc, char **argv)
         goto out;
     }
     rc = 1;
+    if (csv_path != NULL && (rep.csv = csv_open("--csv", csv_path)) == NULL)
+        goto out;
+    if (fresh_path != NULL) {
+        if ((rep.fresh = csv_open("--freshness-csv", fresh_path)) == NULL)
+            goto out;
+        if (fprintf(rep.fresh, "time_s,lag_ver,stale_ms\n") < 0)
+            rep.fresh_failed = 1;
+    }
+    if (rep.csv != NULL)
+        csv_header(&rep);
 
     /* The server. */
     if ((st = ot_param_server_create(cfg, &ps)) != OT_OK) {
@@ -946,7 +1056,7 @@ int ot_cmd_cluster(int argc, char **argv)
     } else {
         threads_started = 1;
     }
-    t_last = now_s();
+    t_last = t_csv = now_s();
     for (;;) {
         double t_now;
         sleep_ms(10);
@@ -955,6 +1065,10 @@ int ot_cmd_cluster(int argc, char **argv)
             break;
         sample_freshness(&run, ps, &rep);
         t_now = now_s();
+        if (rep.csv != NULL && (t_now - t_csv) * 1000.0 >= rep.csv_ms) {
+            csv_row(ps, &rep, &s);
+            t_csv = t_now;
+        }
         if (quiet)
             continue;
         if (print_ms > 0 ? (t_now - t_last) * 1000.0 >= print_ms : s.examples >= next_print) {
@@ -984,6 +1098,8 @@ int ot_cmd_cluster(int argc, char **argv)
         sample_freshness(&run, ps, &rep);
         if (!quiet && s.examples > rep.last.examples)
             print_line(ps, &rep, &s);
+        if (rep.csv != NULL)
+            csv_row(ps, &rep, &s);
         if (ot_param_server_publish(ps, full_only) == OT_OK) {
             double t1 = now_s();
             for (j = 0; j < run.npredictors; j++)
@@ -1052,6 +1168,11 @@ int ot_cmd_cluster(int argc, char **argv)
                    "%.1f ms\n", fresh_ms);
         rc = run.feed_status != 0 || s.learn_errors + s.predict_errors > 0 ||
                      s.final_sync_failed ? 1 : 0;
+        if (csv_close(rep.csv, csv_path, rep.csv_failed) != 0)
+            rc = 1;
+        if (csv_close(rep.fresh, fresh_path, rep.fresh_failed) != 0)
+            rc = 1;
+        rep.csv = rep.fresh = NULL;
         if (cl_interrupted)
             fprintf(stderr, "ot: cluster: interrupted: the stream was not read to its end\n");
     }
@@ -1082,6 +1203,10 @@ out:
     free(run.w);
     free(run.pred);
     free(rep.hist);
+    if (rep.csv != NULL && rep.csv != stdout)
+        fclose(rep.csv);
+    if (rep.fresh != NULL && rep.fresh != stdout)
+        fclose(rep.fresh);
     otg_destroy(run.gen);
     ot_config_destroy(cfg);
     return rc;

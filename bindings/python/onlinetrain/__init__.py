@@ -27,6 +27,12 @@ by the library; the list comes from the library's option introspection, so
 new options need no change here.  Batch predictions come back as NumPy
 arrays when NumPy is importable (as_numpy=None), else as lists.
 
+With NumPy, nothing is copied where a copy is not needed: the C library
+writes batch results straight into the NumPy array that is returned (or
+into a float32 array the caller passes as out=), and a C-contiguous
+float32 array given as a dense vector is read by the library in place
+(the library copies it into the example, as it copies every input).
+
 Thread rules follow the C library's: ParamServer and Predictor calls may
 come from many threads at once; Config, Example, Model and Trainer calls
 are serialized by the binding (one at a time per object), so misuse from
@@ -468,14 +474,20 @@ def _config_for(config, opts):
 
 
 def _floats(values):
-    """(ctypes array of float, n) from a sequence or a NumPy array."""
+    """(pointer to float, n, owner) from a sequence or a NumPy array.
+
+    A C-contiguous float32 array is passed by address (no copy); other
+    arrays are converted once.  `owner` keeps the memory alive.
+    """
     np = _numpy()
     if np is not None and isinstance(values, np.ndarray):
-        values = np.ascontiguousarray(values, dtype=np.float32).ravel()
-        arr = (ctypes.c_float * values.size).from_buffer_copy(values.tobytes())
-        return arr, values.size
+        values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        if values.size == 0:
+            return (ctypes.c_float * 1)(), 0, None
+        return values.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), values.size, values
     values = list(values)
-    return (ctypes.c_float * len(values))(*values), len(values)
+    arr = (ctypes.c_float * max(len(values), 1))(*values)
+    return arr, len(values), arr
 
 
 class Example(_Handle):
@@ -612,9 +624,10 @@ class Example(_Handle):
 
     @dense.setter
     def dense(self, values):
-        arr, n = _floats(values)
+        ptr, n, owner = _floats(values)
         with self._use() as h:
-            self._check(_n.ot_example_set_dense(h, arr, n), h)
+            self._check(_n.ot_example_set_dense(h, ptr, n), h)
+        del owner  # alive until the call returned
 
 
 def parse_examples(lines, format=None, config=None):
@@ -709,26 +722,50 @@ def _example_array(examples):
     return examples
 
 
-def _results(buf, n, as_numpy):
+def _result_buffer(n, as_numpy, out):
+    """Where a call writes n floats: (pointer for C, finish), finish() giving the result.
+
+    out (a writable C-contiguous 1-D float32 NumPy array with room for n) is
+    written in place and returned (out[:n] when it is longer); otherwise a
+    new NumPy array (as_numpy, None meaning "when NumPy is importable") or a
+    list.  No copy is made for NumPy results.
+    """
+    fp = ctypes.POINTER(ctypes.c_float)
+    if out is not None:
+        np = _numpy()
+        if np is None or not isinstance(out, np.ndarray):
+            raise TypeError("out must be a NumPy array, not %s" % type(out).__name__)
+        if out.dtype != np.float32 or out.ndim != 1 or not out.flags.c_contiguous:
+            raise TypeError("out must be a 1-D C-contiguous float32 array (got %s, shape %s)"
+                            % (out.dtype, out.shape))
+        if not out.flags.writeable:
+            raise ValueError("out is read-only")
+        if out.size < n:
+            raise ValueError("out has room for %d results; the call gives %d" % (out.size, n))
+        if out.size == 0:
+            return (ctypes.c_float * 1)(), lambda: out
+        return out.ctypes.data_as(fp), (lambda: out if out.size == n else out[:n])
     if as_numpy is None:
         as_numpy = numpy_available()
     if as_numpy:
         np = _numpy()
         if np is None:
             raise ImportError("as_numpy=True but numpy cannot be imported")
-        return np.frombuffer(bytes(buf), dtype=np.float32, count=n).copy()
-    return [float(buf[i]) for i in range(n)]
+        arr = np.empty(max(n, 1), dtype=np.float32)
+        return arr.ctypes.data_as(fp), (lambda: arr if n == arr.size else arr[:n])
+    buf = (ctypes.c_float * max(n, 1))()
+    return buf, lambda: [float(buf[i]) for i in range(n)]
 
 
-def _batch_call(fn, h, examples, check):
-    """Calls fn(h, ptrs, n, out) with the examples held shared; returns (out, n)."""
+def _batch_call(fn, h, examples, check, as_numpy, out):
+    """Calls fn(h, ptrs, n, results) with the examples held shared; returns the results."""
     stack, ptrs = _guard_all(examples)
     with stack:
         n = len(ptrs)
         arr = (_n.Example * max(n, 1))(*ptrs)
-        out = (ctypes.c_float * max(n, 1))()
-        check(fn(h, arr, n, out))
-    return out, n
+        ptr, finish = _result_buffer(n, as_numpy, out)
+        check(fn(h, arr, n, ptr))
+    return finish()
 
 
 # ---- Model -----------------------------------------------------------------------------
@@ -789,13 +826,15 @@ class Model(_Handle):
             self._check(_n.ot_model_predict(h, eh, ctypes.byref(p)), h)
             return p.value
 
-    def predict_batch(self, examples, as_numpy=None):
-        """Predictions for several examples (a NumPy array, or a list)."""
+    def predict_batch(self, examples, as_numpy=None, out=None):
+        """Predictions for several examples (a NumPy array, or a list).
+
+        out: a float32 NumPy array the predictions are written into (no copy).
+        """
         examples = _example_array(examples)
         with self._use(False) as h:
-            out, n = _batch_call(_n.ot_model_predict_batch, h, examples,
-                                 lambda st: self._check(st, h))
-        return _results(out, n, as_numpy)
+            return _batch_call(_n.ot_model_predict_batch, h, examples,
+                               lambda st: self._check(st, h), as_numpy, out)
 
     def learn(self, example):
         """Learns one labelled example; returns its loss before the update."""
@@ -805,13 +844,15 @@ class Model(_Handle):
             self._check(_n.ot_model_learn(h, eh, ctypes.byref(loss)), h)
             return loss.value
 
-    def learn_batch(self, examples, as_numpy=None):
-        """Learns a mini-batch; returns each example's loss before its update."""
+    def learn_batch(self, examples, as_numpy=None, out=None):
+        """Learns a mini-batch; returns each example's loss before its update.
+
+        out: a float32 NumPy array the losses are written into (no copy).
+        """
         examples = _example_array(examples)
         with self._use(True) as h:
-            out, n = _batch_call(_n.ot_model_learn_batch, h, examples,
-                                 lambda st: self._check(st, h))
-        return _results(out, n, as_numpy)
+            return _batch_call(_n.ot_model_learn_batch, h, examples,
+                               lambda st: self._check(st, h), as_numpy, out)
 
     @property
     def fingerprint(self):
@@ -856,9 +897,10 @@ class Model(_Handle):
             p = ctypes.POINTER(ctypes.c_float)()
             self._check(_n.ot_model_block_data(h, index, array, ctypes.byref(p)), h)
             n = rows.value * cols.value
-            buf = (ctypes.c_float * max(n, 1))()
-            ctypes.memmove(buf, p, n * ctypes.sizeof(ctypes.c_float))
-        return _results(buf, n, as_numpy)
+            ptr, finish = _result_buffer(n, as_numpy, None)
+            # The library's array lives only as long as the model: copied once.
+            ctypes.memmove(ptr, p, n * ctypes.sizeof(ctypes.c_float))
+        return finish()
 
 
 # ---- roles -----------------------------------------------------------------------------
@@ -1004,13 +1046,15 @@ class Trainer(_Role):
             self._check(_n.ot_trainer_learn(h, eh, ctypes.byref(loss)), h)
             return loss.value
 
-    def learn_batch(self, examples, as_numpy=None):
-        """Learns a mini-batch (syncing when due); returns the losses."""
+    def learn_batch(self, examples, as_numpy=None, out=None):
+        """Learns a mini-batch (syncing when due); returns the losses.
+
+        out: a float32 NumPy array the losses are written into (no copy).
+        """
         examples = _example_array(examples)
         with self._use() as h:
-            out, n = _batch_call(_n.ot_trainer_learn_batch, h, examples,
-                                 lambda st: self._check(st, h))
-        return _results(out, n, as_numpy)
+            return _batch_call(_n.ot_trainer_learn_batch, h, examples,
+                               lambda st: self._check(st, h), as_numpy, out)
 
     def sync(self):
         """Sends the delta to the server now and applies its aggregated update."""
@@ -1080,16 +1124,18 @@ class Predictor(_Role):
                 raise OnlineTrainError(st, "predict")
             return p.value
 
-    def predict_batch(self, examples, as_numpy=None):
-        """Predictions for several examples with one model (a NumPy array, or a list)."""
+    def predict_batch(self, examples, as_numpy=None, out=None):
+        """Predictions for several examples with one model (a NumPy array, or a list).
+
+        out: a float32 NumPy array the predictions are written into (no copy).
+        """
         examples = _example_array(examples)
 
         def check(st):
             if st != 0:
                 raise OnlineTrainError(st, "predict_batch")
         with self._use() as h:
-            out, n = _batch_call(_n.ot_predictor_predict_batch, h, examples, check)
-        return _results(out, n, as_numpy)
+            return _batch_call(_n.ot_predictor_predict_batch, h, examples, check, as_numpy, out)
 
     @property
     def version(self):
