@@ -5,8 +5,11 @@
  *
  *  wide model (2^20 weights, FTRL, 20 features per example from `ot gen`'s
  *  generator, 20 namespaces, 100000 Zipf(1.1) ids each):
- *   wide.learn_examples / wide.learn_features     ot_model_learn on examples
- *                                                  parsed beforehand, in memory
+ *   wide.learn_examples / wide.learn_features     ot_model_learn, one example at
+ *                                                  a time, on examples parsed
+ *                                                  beforehand, in memory
+ *   wide.learn_batch64_examples / _features       ot_model_learn_batch, 64 at a
+ *                                                  time, same examples
  *   wide.predict_examples                         ot_model_predict, same examples
  *   wide.text_examples / wide.text_features       end to end from VW text in
  *                                                  memory: ot_reader_next + learn
@@ -23,20 +26,35 @@
  *  relu, FTRL: adaptive steps on the deep weights):
  *   deep.learn_examples                           ot_model_learn, one at a time
  *   deep.learn_batch64_examples                   ot_model_learn_batch, 64 at a time
+ *   deep.blas_share                               the share of ot_model_learn's
+ *                                                  time spent inside CBLAS, measured
+ *                                                  in the same loop: lib/linalg.c
+ *                                                  times each of its CBLAS calls
+ *                                                  (per-thread counters that
+ *                                                  oti_linalg_timing turns on for
+ *                                                  this figure only), over the
+ *                                                  loop's time on the same clock;
+ *                                                  median of REPEATS runs
+ *   deep.blas_calls_per_example                   CBLAS calls per example (5: three
+ *                                                  forward sgemv, two backward)
+ *   deep.blas_timer_overhead                      the share of that loop's time the
+ *                                                  two clock reads per call take: a
+ *                                                  bound on how far the timing
+ *                                                  itself moves blas_share
+ *   deep.batch64_blas_*                           the same for ot_model_learn_batch,
+ *                                                  64 at a time (sgemm)
  *   deep.wide_part_examples                       the same examples on a model
  *                                                  without hidden layers or dense input
  *   deep.deep_part_share                          1 - deep.learn / wide part time: the
  *                                                  share of learn time the deep part
  *                                                  takes (difference of two runs)
- *   deep.blas_share_estimate                      time of the CBLAS calls one learn
- *                                                  makes (3 forward sgemv, 2 backward
- *                                                  sgemv^T, shapes of this model),
- *                                                  replayed here through lib/linalg.c,
- *                                                  over the per-example learn time.
- *                                                  An estimate: the library has no
- *                                                  counter inside its linalg calls.
  *
- * Each figure is the best of REPEATS timed runs.  Single thread.
+ * Each throughput figure is the best of REPEATS timed runs, timed with the
+ * thread's CPU-time clock: the machine the figures are taken on may be
+ * shared, and time spent descheduled is not the code's.  The CBLAS shares
+ * use CLOCK_MONOTONIC for both the calls and the loop, so their ratio is
+ * taken on one clock.  Single thread.  `train wide`, `train wide.learn` or
+ * `train deep` runs one part only (for profiling).
  */
 #include <math.h>
 #include <stdio.h>
@@ -54,11 +72,13 @@
 #define DEEP_ROUNDS 2
 #define DENSE 32
 
+/* CPU time of this thread: the machine the figures are taken on may be
+ * shared, and time spent descheduled is not the code's. */
 static double now_s(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -211,7 +231,7 @@ static double time_learn_batch(const data *d, int rounds, size_t batch, const ch
     return best;
 }
 
-static void bench_wide(void)
+static void bench_wide(int learn_only)
 {
     data d;
     double t, best, sink = 0.0;
@@ -226,6 +246,14 @@ static void bench_wide(void)
 
     make_data(&d, WIDE_N, 0);
     feats_per_ex = (double)d.nfeat / (double)d.n;
+    if (learn_only) {
+        t = time_learn(&d, WIDE_ROUNDS, "20", "", "0");
+        figure("wide.learn_examples", learns / t, "examples/s");
+        t = time_learn_batch(&d, WIDE_ROUNDS, 64, "20", "", "0");
+        figure("wide.learn_batch64_examples", learns / t, "examples/s");
+        free_data(&d);
+        return;
+    }
 
     /* Baseline: the gather of a linear model's forward pass, nothing else. */
     w = calloc((size_t)1 << 20, sizeof(float));
@@ -293,6 +321,9 @@ static void bench_wide(void)
     t = time_learn(&d, WIDE_ROUNDS, "20", "", "0");
     figure("wide.learn_examples", learns / t, "examples/s");
     figure("wide.learn_features", learns * feats_per_ex / t, "features/s");
+    t = time_learn_batch(&d, WIDE_ROUNDS, 64, "20", "", "0");
+    figure("wide.learn_batch64_examples", learns / t, "examples/s");
+    figure("wide.learn_batch64_features", learns * feats_per_ex / t, "features/s");
 
     /* Predict, on a model that has learned the data once. */
     m = make_model("20", "", "0");
@@ -361,60 +392,126 @@ static void bench_wide(void)
         printf("#\n");
 }
 
+/* Wall-clock seconds, the clock lib/linalg.c times its CBLAS calls with. */
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/*
+ * The share of the deep model's learn time spent inside CBLAS, measured in
+ * the same loop: with lib/linalg.c's per-thread timing on, `rounds` passes
+ * of ot_model_learn (batch 0) or ot_model_learn_batch over d, timed with the
+ * same clock as the calls.  The median of REPEATS runs; *calls gets the
+ * CBLAS calls per example and *overhead the share of the loop's time that
+ * the two clock reads per call take.
+ */
+static double blas_share(const data *d, int rounds, size_t batch, double *calls_per_ex,
+                         double *overhead)
+{
+    double share[REPEATS], calls[REPEATS], clock_ns, t0, t;
+    uint64_t nc, ns;
+    int rep, r, a, b;
+    size_t i;
+    long k;
+
+    /* Cost of one clock read, for the overhead figure. */
+    t0 = mono_s();
+    for (k = 0; k < 1000000; k++)
+        (void)mono_s();
+    clock_ns = (mono_s() - t0) * 1e3;
+
+    for (rep = 0; rep < REPEATS; rep++) {
+        ot_model *m = make_model("20", "64,32", "32");
+        ot_status st = OT_OK;
+        oti_linalg_timing(1);
+        t0 = mono_s();
+        for (r = 0; r < rounds; r++) {
+            if (batch == 0) {
+                for (i = 0; i < d->n && st == OT_OK; i++)
+                    st = ot_model_learn(m, d->ex[i], NULL);
+            } else {
+                for (i = 0; i + batch <= d->n && st == OT_OK; i += batch)
+                    st = ot_model_learn_batch(m, (const ot_example *const *)d->ex + i, batch, NULL);
+            }
+        }
+        t = mono_s() - t0;
+        oti_linalg_timing_read(&nc, &ns);
+        oti_linalg_timing(0);
+        if (st != OT_OK)
+            die("learn", st, ot_model_errmsg(m));
+        share[rep] = (double)ns * 1e-9 / t;
+        calls[rep] = (double)nc;
+        *overhead = 2.0 * (double)nc * clock_ns * 1e-9 / t;
+        ot_model_destroy(m);
+    }
+    /* Median (REPEATS is 3). */
+    for (a = 0; a < REPEATS; a++)
+        for (b = a + 1; b < REPEATS; b++)
+            if (share[b] < share[a]) {
+                double x = share[a];
+                share[a] = share[b];
+                share[b] = x;
+            }
+    *calls_per_ex = calls[0] / ((double)rounds * (double)(batch == 0 ? d->n : d->n / batch * batch));
+    return share[REPEATS / 2];
+}
+
 static void bench_deep(void)
 {
     data d;
     const double learns = (double)DEEP_N * DEEP_ROUNDS;
-    double t_deep, t_batch, t_wide, per_ex, blas = INFINITY;
-    static float wa[64 * (DENSE)], wb[32 * 64], wc[32], x[64], y[64], dd[64];
-    int rep;
+    double t_deep, t_batch, t_wide, share, calls, overhead;
     size_t i;
 
     make_data(&d, DEEP_N, DENSE);
     t_deep = time_learn(&d, DEEP_ROUNDS, "20", "64,32", "32");
     t_batch = time_learn_batch(&d, DEEP_ROUNDS, 64, "20", "64,32", "32");
+    figure("deep.learn_examples", learns / t_deep, "examples/s");
+    figure("deep.learn_batch64_examples", learns / t_batch, "examples/s");
+
+    share = blas_share(&d, DEEP_ROUNDS, 0, &calls, &overhead);
+    figure("deep.blas_share", 100.0 * share, "%");
+    figure("deep.blas_calls_per_example", calls, "calls");
+    figure("deep.blas_timer_overhead", 100.0 * overhead, "%");
+    share = blas_share(&d, DEEP_ROUNDS, 64, &calls, &overhead);
+    figure("deep.batch64_blas_share", 100.0 * share, "%");
+    figure("deep.batch64_blas_calls_per_example", calls, "calls");
+    figure("deep.batch64_blas_timer_overhead", 100.0 * overhead, "%");
+
     /* The same examples without a deep part: the model ignores the dense
      * vectors only when it has no dense input, so strip them. */
     for (i = 0; i < d.n; i++)
         ot_example_set_dense(d.ex[i], NULL, 0);
     t_wide = time_learn(&d, DEEP_ROUNDS, "20", "", "0");
-    figure("deep.learn_examples", learns / t_deep, "examples/s");
-    figure("deep.learn_batch64_examples", learns / t_batch, "examples/s");
     figure("deep.wide_part_examples", learns / t_wide, "examples/s");
     figure("deep.deep_part_share", 100.0 * (1.0 - t_wide / t_deep), "%");
-
-    /* Replay of the per-example BLAS calls of a 32 -> 64 -> 32 -> 1 network:
-     * forward sgemv 64x32, 32x64, 1x32; backward sgemv^T 1x32, 32x64. */
-    for (i = 0; i < sizeof(wa) / sizeof(wa[0]); i++)
-        wa[i] = (float)((i * 37) % 17) * 0.01f;
-    for (i = 0; i < sizeof(wb) / sizeof(wb[0]); i++)
-        wb[i] = (float)((i * 13) % 11) * 0.01f;
-    for (i = 0; i < 32; i++)
-        wc[i] = 0.02f * (float)i;
-    for (i = 0; i < 64; i++)
-        x[i] = 0.1f * (float)(i % 5);
-    for (rep = 0; rep < REPEATS; rep++) {
-        double t0 = now_s(), t;
-        long k;
-        for (k = 0; k < (long)learns; k++) {
-            oti_sgemv(0, 64, DENSE, 1.0f, wa, x, 0.0f, y);
-            oti_sgemv(0, 32, 64, 1.0f, wb, y, 0.0f, dd);
-            oti_sgemv(0, 1, 32, 1.0f, wc, dd, 0.0f, y);
-            oti_sgemv(1, 1, 32, 1.0f, wc, y, 0.0f, dd);
-            oti_sgemv(1, 32, 64, 1.0f, wb, dd, 0.0f, y);
-        }
-        t = now_s() - t0;
-        blas = t < blas ? t : blas;
-    }
-    per_ex = t_deep / learns;
-    figure("deep.blas_share_estimate", 100.0 * (blas / learns) / per_ex, "%");
     free_data(&d);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const char *only = argc > 1 ? argv[1] : "";
+
     printf("# bench.train: %s\n", ot_build_info());
-    bench_wide();
-    bench_deep();
+    {
+        /* The machine's load when the run starts (Linux), for the record. */
+        FILE *f = fopen("/proc/loadavg", "r");
+        char line[128];
+        if (f != NULL) {
+            if (fgets(line, sizeof(line), f) != NULL)
+                printf("# load average: %s", line);
+            fclose(f);
+        }
+    }
+    if (strcmp(only, "") == 0 || strcmp(only, "wide") == 0)
+        bench_wide(0);
+    if (strcmp(only, "wide.learn") == 0)
+        bench_wide(1);
+    if (strcmp(only, "") == 0 || strcmp(only, "deep") == 0)
+        bench_deep();
     return 0;
 }

@@ -568,6 +568,9 @@ OT_API ot_status ot_model_learn(ot_model *m, const ot_example *ex, float *loss);
  * NULL) receives each example's loss before its own update.  Every example
  * is checked first: one that ot_model_learn() would refuse gives OT_EINVAL
  * and nothing is learned.  The batch scratch grows to the largest batch seen.
+ * A model without a deep part gets exactly the results of ot_model_learn()
+ * on each example in order, faster: the batch prefetches the next examples'
+ * weights while it learns one (docs/models.md).
  */
 OT_API ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t n,
                                       float *losses);

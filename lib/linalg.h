@@ -9,6 +9,7 @@
 #define OT_LINALG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* "OpenBLAS" when OpenBLAS is the BLAS in use, else "reference". */
 const char *oti_linalg_vendor(void);
@@ -37,5 +38,17 @@ void oti_sger(int rows, int cols, float alpha, const float *x, const float *y, f
  */
 void oti_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                const float *b, int ldb, float beta, float *c, int ldc);
+
+/*
+ * Time spent inside CBLAS, for benchmarks (bench/train): oti_linalg_timing(1)
+ * zeroes the calling thread's counters and starts counting that thread's
+ * calls of the functions above, each bracketed by two CLOCK_MONOTONIC reads;
+ * oti_linalg_timing(0) zeroes them and stops.  Counters are per thread.  Off
+ * (the default), the cost is one test of a thread-local flag per call.
+ */
+void oti_linalg_timing(int on);
+
+/* The calling thread's counters: CBLAS calls and nanoseconds inside them. */
+void oti_linalg_timing_read(uint64_t *calls, uint64_t *ns);
 
 #endif /* OT_LINALG_H */

@@ -21,8 +21,14 @@
 
 #if defined(__GNUC__)
 #define OTI_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#define OTI_PREFETCH_R(p) __builtin_prefetch((p), 0, 3)
+/* For functions made only of prefetches: GCC finds them free of side
+ * effects and drops their calls unless they are inlined first. */
+#define OTI_PREFETCH_FN static inline __attribute__((always_inline))
 #else
 #define OTI_PREFETCH_W(p) ((void)(p))
+#define OTI_PREFETCH_R(p) ((void)(p))
+#define OTI_PREFETCH_FN static inline
 #endif
 
 /* Deep weights are uniform in +-INIT_GAIN * init_scale * sqrt(6 / (in + out)):
@@ -1033,17 +1039,93 @@ static ot_status learn_wide(ot_model *m, const ot_example *ex, float deep, float
     return OT_OK;
 }
 
-ot_status ot_model_learn(ot_model *m, const ot_example *ex, float *loss)
+/* ---- prefetching a mini-batch ------------------------------------------------ */
+
+/*
+ * Learning one wide example waits on memory: each feature's weight, its
+ * optimizer state and its touched word are likely cache misses, and within
+ * one example the next step depends on them.  A mini-batch knows the
+ * examples that follow, so learn_batch requests their lines ahead, in three
+ * stages: the header of example i + 3, the features of example i + 2, and
+ * the wide lines of example i + 1 (their weights, state and touched words),
+ * while example i is learned.  Each stage reads only what the stage before
+ * brought in.  Prefetches change no value: the results are those of
+ * learning the examples one by one.
+ */
+OTI_PREFETCH_FN void prefetch_header(const ot_example *ex)
+{
+    OTI_PREFETCH_R(&ex->label);
+    OTI_PREFETCH_R(&ex->feat);
+    OTI_PREFETCH_R(&ex->ndense);
+}
+
+OTI_PREFETCH_FN void prefetch_features(const ot_example *ex)
+{
+    const char *p = (const char *)ex->feat;
+    const size_t len = ex->nfeat * sizeof(oti_feat);
+    size_t off;
+
+    if (len == 0)
+        return; /* feat may be NULL */
+    for (off = 0; off < len; off += 64)
+        OTI_PREFETCH_R(p + off);
+    OTI_PREFETCH_R(p + len - 1);
+}
+
+OTI_PREFETCH_FN void prefetch_wide(const ot_model *m, const ot_example *ex)
+{
+    const oti_block *b = &m->params.blocks[1];
+    const float *w = b->w, *s0 = b->s[0], *s1 = b->s[1];
+    const uint64_t *bits = b->touched_bits;
+    const oti_feat *f = ex->feat;
+    const uint32_t mask = m->wmask;
+    size_t i;
+
+    for (i = 0; i < ex->nfeat; i++) {
+        uint32_t x = f[i].hash & mask;
+        OTI_PREFETCH_W(&w[x]);
+        if (s0 != NULL)
+            OTI_PREFETCH_W(&s0[x]);
+        if (s1 != NULL)
+            OTI_PREFETCH_W(&s1[x]);
+        OTI_PREFETCH_W(&bits[x >> 6]);
+    }
+}
+
+/* How many examples ahead each stage works (see above). */
+#define PF_WIDE_AHEAD 1
+#define PF_FEAT_AHEAD (PF_WIDE_AHEAD + 1)
+#define PF_HEAD_AHEAD (PF_FEAT_AHEAD + 1)
+
+/* Requests, while example i of ex[0 .. n) is learned, what the next ones
+ * will touch (see above); with i == 0, also what the examples before the
+ * stages' distances touch. */
+OTI_PREFETCH_FN void prefetch_ahead(const ot_model *m, const ot_example *const *ex, size_t n,
+                                    size_t i)
+{
+    if (i == 0) {
+        size_t j;
+        for (j = 0; j < PF_HEAD_AHEAD && j < n; j++)
+            prefetch_header(ex[j]);
+        for (j = 0; j < PF_FEAT_AHEAD && j < n; j++)
+            prefetch_features(ex[j]);
+        for (j = 0; j < PF_WIDE_AHEAD && j < n; j++)
+            prefetch_wide(m, ex[j]);
+    }
+    if (i + PF_HEAD_AHEAD < n)
+        prefetch_header(ex[i + PF_HEAD_AHEAD]);
+    if (i + PF_FEAT_AHEAD < n)
+        prefetch_features(ex[i + PF_FEAT_AHEAD]);
+    if (i + PF_WIDE_AHEAD < n)
+        prefetch_wide(m, ex[i + PF_WIDE_AHEAD]);
+}
+
+/* ot_model_learn on an example that check_example accepted. */
+static ot_status learn_one(ot_model *m, const ot_example *ex, float *loss)
 {
     float deep = 0.0f, gl;
     ot_status st;
 
-    if (m == NULL)
-        return OT_EINVAL;
-    if (ex == NULL)
-        return oti_err(m->errmsg, OT_EINVAL, "example is NULL");
-    if ((st = check_example(m, ex, 1, m->errmsg)) != OT_OK)
-        return st;
     if (m->nlayers > 0) {
         deep_input(m, ex, m->act);
         deep = deep_forward(m, m->act);
@@ -1057,6 +1139,19 @@ ot_status ot_model_learn(ot_model *m, const ot_example *ex, float *loss)
     }
     m->examples++;
     return OT_OK;
+}
+
+ot_status ot_model_learn(ot_model *m, const ot_example *ex, float *loss)
+{
+    ot_status st;
+
+    if (m == NULL)
+        return OT_EINVAL;
+    if (ex == NULL)
+        return oti_err(m->errmsg, OT_EINVAL, "example is NULL");
+    if ((st = check_example(m, ex, 1, m->errmsg)) != OT_OK)
+        return st;
+    return learn_one(m, ex, loss);
 }
 
 /* Makes the batch scratch hold n examples. */
@@ -1120,9 +1215,11 @@ ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t 
             return st;
     }
     if (m->nlayers == 0) {
-        for (i = 0; i < n; i++)
-            if ((st = ot_model_learn(m, ex[i], losses != NULL ? &losses[i] : NULL)) != OT_OK)
+        for (i = 0; i < n; i++) {
+            prefetch_ahead(m, ex, n, i);
+            if ((st = learn_one(m, ex[i], losses != NULL ? &losses[i] : NULL)) != OT_OK)
                 return st;
+        }
         return OT_OK;
     }
     if (n == 0)
@@ -1136,6 +1233,7 @@ ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t 
     {
         const float *out = m->bt_act + n * m->layers[m->nlayers - 1].out_off;
         for (i = 0; i < n; i++) {
+            prefetch_ahead(m, ex, n, i);
             if ((st = learn_wide(m, ex[i], out[i], losses != NULL ? &losses[i] : NULL,
                                  &m->bt_gl[i])) != OT_OK)
                 return st;

@@ -2,7 +2,8 @@
  * check_model.c - the model core: block layout, gradients against finite
  * differences, each optimizer against a hand computation, FTRL sparsity, the
  * CBLAS forward against plain C, save/load, touched tracking, allocation in
- * the steady state, concurrent predict and error paths.
+ * the steady state, concurrent predict, error paths, mini-batches against
+ * one by one, and the CBLAS call timing of benchmarks.
  */
 #include <math.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "linalg.h"
 #include "model.h"
 #include "tests.h"
 
@@ -924,6 +926,95 @@ static void assert_same_arrays(const ot_model *a, const ot_model *b, int with_st
     }
 }
 
+/* learn_batch on a wide-only model (which prefetches the examples ahead)
+ * gives, bit for bit, the losses, arrays and touched rows of learning the
+ * examples one by one, whatever the batch sizes and feature counts. */
+START_TEST(test_model_learn_batch_wide_is_sequential)
+{
+    static const size_t sizes[] = {0, 1, 2, 3, 4, 37};
+    static const char *opts[] = {"ftrl", "adagrad", "sgd"};
+    ot_example *ex[37];
+    size_t o, k, i;
+
+    for (i = 0; i < 37; i++)
+        ex[i] = example_new();
+    for (o = 0; o < 3; o++) {
+        ot_config *cfg = cfg_new();
+        ot_model *a, *b;
+        const oti_params *pa, *pb;
+        set_i(cfg, OT_OPT_BITS, 10);
+        set_s(cfg, OT_OPT_OPTIMIZER, opts[o]);
+        set_s(cfg, OT_OPT_QUADRATIC, "ab");
+        set_f(cfg, OT_OPT_L1, 0.01);
+        a = model_new(cfg);
+        b = model_new(cfg);
+        for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+            float la[37], lb[37];
+            for (i = 0; i < sizes[k]; i++)
+                random_example(ex[i], (i * 7 + k) % 30, 0, (float)((i + k) & 1));
+            for (i = 0; i < sizes[k]; i++)
+                ck_assert_int_eq(ot_model_learn(a, ex[i], &la[i]), OT_OK);
+            ck_assert_int_eq(ot_model_learn_batch(b, (const ot_example *const *)ex, sizes[k], lb),
+                             OT_OK);
+            for (i = 0; i < sizes[k]; i++)
+                ck_assert_int_eq(memcmp(&la[i], &lb[i], sizeof(float)), 0);
+        }
+        assert_same_arrays(a, b, 1);
+        pa = oti_model_params_c(a);
+        pb = oti_model_params_c(b);
+        for (i = 0; i < pa->nblocks; i++) {
+            ck_assert_uint_eq(pa->blocks[i].ntouched, pb->blocks[i].ntouched);
+            ck_assert_int_eq(memcmp(pa->blocks[i].touched_list, pb->blocks[i].touched_list,
+                                    (size_t)pa->blocks[i].ntouched * sizeof(uint32_t)),
+                             0);
+        }
+        ck_assert_uint_eq(ot_model_examples(a), ot_model_examples(b));
+        ot_model_destroy(a);
+        ot_model_destroy(b);
+        ot_config_destroy(cfg);
+    }
+    for (i = 0; i < 37; i++)
+        ot_example_destroy(ex[i]);
+}
+END_TEST
+
+/* lib/linalg.c's timing (bench/train's CBLAS share) counts the calling
+ * thread's CBLAS calls only while it is on: one example through a 2 -> 5 ->
+ * 1 network makes two forward sgemv and one backward. */
+START_TEST(test_model_linalg_timing_counts_calls)
+{
+    ot_config *cfg = cfg_new();
+    ot_example *ex = example_new();
+    ot_model *m;
+    uint64_t calls = 99, ns = 99;
+
+    set_s(cfg, OT_OPT_HIDDEN_LAYERS, "5");
+    set_i(cfg, OT_OPT_DENSE_DIM, 2);
+    m = model_new(cfg);
+    random_example(ex, 4, 2, 1.0f);
+    ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
+    oti_linalg_timing_read(&calls, &ns);
+    ck_assert_uint_eq(calls, 0);
+    ck_assert_uint_eq(ns, 0);
+    oti_linalg_timing(1);
+    ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
+    oti_linalg_timing_read(&calls, NULL);
+    ck_assert_uint_eq(calls, 3);
+    ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
+    oti_linalg_timing_read(&calls, &ns);
+    ck_assert_uint_eq(calls, 6);
+    ck_assert_uint_gt(ns, 0);
+    oti_linalg_timing(0);
+    ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
+    oti_linalg_timing_read(&calls, &ns);
+    ck_assert_uint_eq(calls, 0);
+    ck_assert_uint_eq(ns, 0);
+    ot_model_destroy(m);
+    ot_example_destroy(ex);
+    ot_config_destroy(cfg);
+}
+END_TEST
+
 START_TEST(test_model_save_load_bit_identical)
 {
     static const char *opts[] = {"ftrl", "adagrad", "sgd"};
@@ -1608,6 +1699,8 @@ Suite *suite_model(void)
     tcase_add_test(tc, test_model_forward_matches_reference);
     tcase_add_test(tc, test_model_predict_batch_matches_single);
     tcase_add_test(tc, test_model_learn_batch_of_one_is_learn);
+    tcase_add_test(tc, test_model_learn_batch_wide_is_sequential);
+    tcase_add_test(tc, test_model_linalg_timing_counts_calls);
     tcase_add_test(tc, test_model_learns_linear_and_xor);
     tcase_add_test(tc, test_model_save_load_bit_identical);
     tcase_add_test(tc, test_model_weights_only_ftrl_keeps_weights);
