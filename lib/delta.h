@@ -108,16 +108,13 @@ static inline uint64_t oti_get64(const uint8_t *p)
     return (uint64_t)oti_get32(p) | ((uint64_t)oti_get32(p + 4) << 32);
 }
 
-/* Number of bytes of the LEB128 varint of v (1..10). */
+/* Number of bytes of the LEB128 varint of v (1..10); no branches, since
+ * row gaps of one and two bytes come in no predictable order. */
 static inline size_t oti_varint_len(uint64_t v)
 {
-    size_t n = 1;
-
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    return 1 + (size_t)(v >> 7 != 0) + (size_t)(v >> 14 != 0) + (size_t)(v >> 21 != 0) +
+           (size_t)(v >> 28 != 0) + (size_t)(v >> 35 != 0) + (size_t)(v >> 42 != 0) +
+           (size_t)(v >> 49 != 0) + (size_t)(v >> 56 != 0) + (size_t)(v >> 63 != 0);
 }
 
 /* Writes v as an LEB128 varint; returns the byte after it. */
@@ -129,6 +126,22 @@ static inline uint8_t *oti_put_varint(uint8_t *p, uint64_t v)
     }
     *p++ = (uint8_t)v;
     return p;
+}
+
+/*
+ * Writes a row gap as a varint, one or two bytes without a branch on which.
+ * May write the byte after a one-byte varint: only for gaps that values
+ * follow (a sparse section's), whose space it then takes first.
+ */
+static inline uint8_t *oti_put_gap(uint8_t *p, uint64_t v)
+{
+    if (v < 16384) {
+        uint32_t two = v >= 128;
+        p[0] = (uint8_t)(v | (two << 7));
+        p[1] = (uint8_t)(v >> 7);
+        return p + 1 + two;
+    }
+    return oti_put_varint(p, v);
 }
 
 /*
@@ -165,6 +178,67 @@ static inline int oti_get_varint(const uint8_t **pp, const uint8_t *end, uint64_
     *out = v;
     *pp = p;
     return 0;
+}
+
+/*
+ * Row gaps are mostly one or two bytes, in no predictable order, so a
+ * branch on the length mispredicts often.  These read one or two bytes
+ * without a branch on which; longer varints go to the general code.
+ */
+
+/* Reads a varint of a frame that already validated (no checks). */
+static inline uint64_t oti_varint_validated(const uint8_t **pp)
+{
+    const uint8_t *p = *pp;
+    uint64_t v = 0;
+    unsigned shift = 0;
+
+    while (*p & 0x80) {
+        v |= (uint64_t)(*p++ & 0x7f) << shift;
+        shift += 7;
+    }
+    v |= (uint64_t)*p++ << shift;
+    *pp = p;
+    return v;
+}
+
+/* A row gap of a frame that already validated (p[1] is always readable:
+ * a section's values follow its gaps). */
+static inline uint64_t oti_gap_validated(const uint8_t **pp)
+{
+    const uint8_t *p = *pp;
+    uint32_t b0 = p[0], b1 = p[1], two = b0 >> 7;
+
+    if (((b0 & b1) & 0x80u) == 0) {
+        *pp = p + 1 + two;
+        return (b0 & 0x7fu) | ((b1 << 7) & (0u - two));
+    }
+    return oti_varint_validated(pp);
+}
+
+/*
+ * Reads a row gap from [*pp, end) with the checks of oti_get_varint plus
+ * gap != 0; problems are or-ed into *bad (non-zero: refuse the frame)
+ * instead of returned, so the common path has no unpredictable branch.
+ */
+static inline uint64_t oti_gap_checked(const uint8_t **pp, const uint8_t *end, unsigned *bad)
+{
+    const uint8_t *p = *pp;
+    uint64_t v;
+
+    if (end - p >= 2 && ((p[0] & p[1]) & 0x80u) == 0) {
+        uint32_t b0 = p[0], b1 = p[1], two = b0 >> 7;
+        v = (b0 & 0x7fu) | ((b1 << 7) & (0u - two));
+        *bad |= (unsigned)(v == 0) | (two & (unsigned)(b1 == 0)); /* zero, overlong */
+        *pp = p + 1 + two;
+        return v;
+    }
+    if (oti_get_varint(pp, end, &v) != 0 || v == 0) {
+        *bad |= 1u;
+        *pp = end;
+        return 1;
+    }
+    return v;
 }
 
 /* ---- quantisation (quant.c) ------------------------------------------- */

@@ -25,29 +25,76 @@ static inline float clampf(float d)
     return d > FLT_MAX ? FLT_MAX : (d < -FLT_MAX ? -FLT_MAX : d);
 }
 
-/* Reads a varint of a frame that already validated. */
-static inline uint64_t uvarint(const uint8_t **pp)
-{
-    const uint8_t *p = *pp;
-    uint64_t v = 0;
-    unsigned shift = 0;
+#if defined(__GNUC__)
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ALWAYS_INLINE inline
+#endif
 
-    while (*p & 0x80) {
-        v |= (uint64_t)(*p++ & 0x7f) << shift;
-        shift += 7;
-    }
-    v |= (uint64_t)*p++ << shift;
-    *pp = p;
-    return v;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* little-endian hosts: plain loads, which compilers vectorise */
+static inline uint64_t le64(const uint8_t *p)
+{
+    uint64_t x;
+
+    memcpy(&x, p, 8);
+    return x;
 }
+static inline uint32_t le32(const uint8_t *p)
+{
+    uint32_t x;
+
+    memcpy(&x, p, 4);
+    return x;
+}
+static inline uint16_t le16(const uint8_t *p)
+{
+    uint16_t x;
+
+    memcpy(&x, p, 2);
+    return x;
+}
+#else
+#define le64 oti_get64
+#define le32 oti_get32
+#define le16 oti_get16
+#endif
 
 static inline float getf(const uint8_t *p)
 {
-    uint32_t x = oti_get32(p);
+    uint32_t x = le32(p);
     float f;
 
     memcpy(&f, &x, 4);
     return f;
+}
+
+/* Value i of an array of encoding venc (int8 with scale). */
+static ALWAYS_INLINE float value_at(int venc, const uint8_t *v, size_t i, float scale)
+{
+    switch (venc) {
+    case OTI_ENC_FP32: return getf(v + 4 * i);
+    case OTI_ENC_FP16: return oti_f16_to_f32(le16(v + 2 * i));
+    case OTI_ENC_BF16: return oti_bf16_to_f32(le16(v + 2 * i));
+    default: return (float)(int8_t)v[i] * scale;
+    }
+}
+
+/* Whether code i is refused: a non-finite float, or the int8 code -128. */
+static ALWAYS_INLINE unsigned code_bad(int venc, const uint8_t *v, size_t i)
+{
+    switch (venc) {
+    case OTI_ENC_FP32: return (le32(v + 4 * i) & 0x7f800000u) == 0x7f800000u;
+    case OTI_ENC_FP16: return (le16(v + 2 * i) & 0x7c00u) == 0x7c00u;
+    case OTI_ENC_BF16: return (le16(v + 2 * i) & 0x7f80u) == 0x7f80u;
+    default: return v[i] == 0x80u;
+    }
+}
+
+/* Reads the next row gap of a validated sparse section. */
+static inline uint64_t next_gap(const uint8_t **g)
+{
+    return oti_gap_validated(g);
 }
 
 /* ---- header ------------------------------------------------------------------ */
@@ -122,45 +169,83 @@ typedef struct tshape {
     uint64_t lo, hi;
 } tshape;
 
+/* Whether some code of v[0..n) is refused: fixed 16-wide blocks without
+ * early exit, so compilers vectorise them at -O2. */
+static ALWAYS_INLINE unsigned any_bad(int venc, const uint8_t *v, size_t n)
+{
+    size_t i = 0, k;
+    unsigned acc = 0;
+
+    for (; i + 16 <= n; i += 16) {
+        unsigned blk = 0;
+        for (k = 0; k < 16; k++)
+            blk |= code_bad(venc, v, i + k);
+        acc |= blk;
+    }
+    for (; i < n; i++)
+        acc |= code_bad(venc, v, i);
+    return acc;
+}
+
 static int value_bad(int venc, const uint8_t *v, size_t n, ot_status *st)
 {
-    size_t i;
+    unsigned bad;
 
     switch (venc) {
-    case OTI_ENC_FP32: {
-        uint32_t acc = 0;
-        for (i = 0; i < n; i++) {
-            uint32_t x = oti_get32(v + 4 * i);
-            acc |= ((x & 0x7f800000u) == 0x7f800000u);
-        }
-        if (acc) {
-            *st = OT_ENONFINITE;
-            return 1;
-        }
-        return 0;
+    case OTI_ENC_FP32: bad = any_bad(OTI_ENC_FP32, v, n); break;
+    case OTI_ENC_FP16: bad = any_bad(OTI_ENC_FP16, v, n); break;
+    case OTI_ENC_BF16: bad = any_bad(OTI_ENC_BF16, v, n); break;
+    default: bad = any_bad(OTI_ENC_INT8, v, n); break;
     }
-    case OTI_ENC_FP16:
-        for (i = 0; i < n; i++)
-            if ((oti_get16(v + 2 * i) & 0x7c00u) == 0x7c00u) {
-                *st = OT_ENONFINITE;
-                return 1;
-            }
-        return 0;
-    case OTI_ENC_BF16:
-        for (i = 0; i < n; i++)
-            if ((oti_get16(v + 2 * i) & 0x7f80u) == 0x7f80u) {
-                *st = OT_ENONFINITE;
-                return 1;
-            }
-        return 0;
-    default:
-        for (i = 0; i < n; i++)
-            if (v[i] == 0x80u) {
-                *st = OT_EFORMAT;
-                return 1;
-            }
-        return 0;
+    if (bad)
+        *st = venc == OTI_ENC_INT8 ? OT_EFORMAT : OT_ENONFINITE;
+    return bad != 0;
+}
+
+/*
+ * The row gaps of a sparse section, eight bytes at a time, while at least
+ * eight gaps are left (so every byte of a word is a gap byte).  A word is
+ * taken when all its gaps are one or two bytes long; it adds to *sum each
+ * gap's value and counts the gaps ended (bytes without the continuation
+ * bit).  A zero byte anywhere is a zero gap or an overlong encoding: *bad.
+ * Stops at a word holding a longer gap, for the byte-wise code.  Leaves *pp
+ * at the start of a gap.
+ */
+static void gaps_swar(const uint8_t **pp, const uint8_t *end, uint64_t *left, uint64_t *sum,
+                      unsigned *bad)
+{
+    const uint64_t k80 = UINT64_C(0x8080808080808080), k01 = UINT64_C(0x0101010101010101);
+    const uint64_t k7f = UINT64_C(0x7f7f7f7f7f7f7f7f), lanes = UINT64_C(0x00ff00ff00ff00ff);
+    const uint8_t *p = *pp;
+    uint64_t prev = 0, s = 0, n = *left; /* prev: the byte before p continues */
+    unsigned b = 0;
+
+    while (n >= 8 && end - p >= 8) {
+        uint64_t w, c, after, lo, ex;
+        w = le64(p);
+        c = (w & k80) >> 7;            /* bit 0 of a byte: it continues */
+        after = (c << 8) | prev;       /* bit 0 of a byte: the one before continues */
+        if (c & after)
+            break;                     /* a gap of three or more bytes */
+        b |= ((w - k01) & ~w & k80) != 0;
+        lo = w & k7f;
+        ex = lo & (after * 0xffu);     /* second bytes count 128 times */
+        lo = (lo & lanes) + ((lo >> 8) & lanes);
+        ex = (ex & lanes) + ((ex >> 8) & lanes);
+        s += ((lo * UINT64_C(0x0001000100010001)) >> 48) +
+             127 * ((ex * UINT64_C(0x0001000100010001)) >> 48);
+        n -= 8 - ((c * k01) >> 56);     /* bytes that end a gap */
+        prev = c >> 56;
+        p += 8;
     }
+    if (prev) { /* back to the start of the gap the last word began */
+        p--;
+        s -= p[0] & 0x7fu;
+    }
+    *pp = p;
+    *left = n;
+    *sum = s;
+    *bad |= b;
 }
 
 /*
@@ -217,13 +302,18 @@ static ot_status parse_section(const uint8_t **pp, const uint8_t *end, const tsh
         if (s->count - 1 > (uint64_t)(end - p))
             return oti_err(errmsg, OT_EFORMAT, "section %zu: %llu rows but %zu bytes left", idx,
                            (unsigned long long)s->count, (size_t)(end - p));
-        row = s->first;
-        for (v = 1; v < s->count; v++) {
-            uint64_t gap;
-            if (oti_get_varint(&p, end, &gap) != 0 || gap == 0 || row > UINT64_MAX - gap)
-                return oti_err(errmsg, OT_EFORMAT, "section %zu: bad row gap", idx);
+        unsigned bad = 0;
+        uint64_t left = s->count - 1, sum = 0;
+        gaps_swar(&p, end, &left, &sum, &bad);
+        bad |= (unsigned)(s->first > UINT64_MAX - sum);
+        row = s->first + sum;
+        for (v = 0; v < left; v++) {
+            uint64_t gap = oti_gap_checked(&p, end, &bad);
+            bad |= (unsigned)(row > UINT64_MAX - gap);
             row += gap;
         }
+        if (bad)
+            return oti_err(errmsg, OT_EFORMAT, "section %zu: bad row gap", idx);
         s->last = row;
     }
     /* values: count * cols * vb bytes must be present */
@@ -266,14 +356,14 @@ static void reparse(const uint8_t **pp, sec *s)
     const uint8_t *p = *pp;
     uint64_t v;
 
-    s->block = uvarint(&p);
+    s->block = oti_varint_validated(&p);
     s->array = p[0];
     s->venc = p[1];
     s->layout = p[2];
     p += 3;
-    s->cols = (uint32_t)uvarint(&p);
-    s->first = uvarint(&p);
-    s->count = uvarint(&p);
+    s->cols = (uint32_t)oti_varint_validated(&p);
+    s->first = oti_varint_validated(&p);
+    s->count = oti_varint_validated(&p);
     s->vb = oti_enc_size(s->venc);
     s->scale = 0.0f;
     if (s->venc == OTI_ENC_INT8) {
@@ -284,7 +374,7 @@ static void reparse(const uint8_t **pp, sec *s)
     if (s->layout == OTI_LAYOUT_SPARSE) {
         s->last = s->first;
         for (v = 1; v < s->count; v++)
-            s->last += uvarint(&p);
+            s->last += next_gap(&p);
     } else {
         s->last = s->first + (s->count - 1);
     }
@@ -477,104 +567,297 @@ ot_status oti_delta_validate_shadow(ot_delta_decoder *dec, const oti_shadow *sh,
     return check_recorded(dec, d, len, &ts, f);
 }
 
-/* ---- apply -------------------------------------------------------------------------- */
+/* ---- apply -------------------------------------------------------------------------- *
+ *
+ * Apply runs after the whole frame validated and cannot fail.  The target is
+ * a params view (one contiguous array per block and array) or a shadow
+ * (pages of rows).  Sparse sections write all over a large model, so a
+ * second cursor runs PF_DIST rows ahead of the one applying, across section
+ * boundaries, and prefetches the rows it passes: the cache misses overlap
+ * instead of following one another.
+ */
 
-/* dst[0..n) op= decoded values src (encoding venc, int8 scale). */
-static void apply_values(float *dst, const uint8_t *src, size_t n, int venc, float scale, int add)
-{
-    size_t i;
+#define PF_DIST 64
 
-    if (venc == OTI_ENC_FP32) {
-        if (add) {
-            for (i = 0; i < n; i++)
-                dst[i] = clampf(dst[i] + getf(src + 4 * i));
-        } else {
-            for (i = 0; i < n; i++)
-                dst[i] = getf(src + 4 * i);
-        }
-        return;
-    }
-    for (i = 0; i < n; i++) {
-        float v;
-        switch (venc) {
-        case OTI_ENC_FP16: v = oti_f16_to_f32(oti_get16(src + 2 * i)); break;
-        case OTI_ENC_BF16: v = oti_bf16_to_f32(oti_get16(src + 2 * i)); break;
-        default: v = (float)(int8_t)src[i] * scale; break;
-        }
-        dst[i] = add ? clampf(dst[i] + v) : v;
-    }
-}
+typedef struct tgt {
+    oti_params *p;  /* one of the two */
+    oti_shadow *sh;
+} tgt;
 
 static inline float *params_arr(oti_block *b, int a)
 {
     return a == 0 ? b->w : b->s[a - 1];
 }
 
-static void mark(oti_block *blk, uint64_t row)
+/* Row `row` of section s's block and array in the target. */
+static inline float *dst_row(const tgt *t, const sec *s, uint64_t row)
 {
-    if (blk->touched_bits == NULL || blk->touched_list == NULL)
-        return;
-    if (blk->dense_hint)
-        blk->all_touched = 1;
-    else
-        oti_block_touch(blk, row);
+    if (t->p != NULL)
+        return params_arr(&t->p->blocks[s->block], s->array) + row * s->cols;
+    return oti_shadow_row_w(t->sh, (size_t)s->block, s->array, row);
 }
 
-static void apply_section_params(oti_params *p, const sec *s, int add)
+/* The last row of the contiguous run of target rows that holds `row`. */
+static inline uint64_t dst_run_last(const tgt *t, const sec *s, uint64_t row)
 {
-    oti_block *blk = &p->blocks[s->block];
-    float *arr = params_arr(blk, s->array);
-    size_t rowbytes = (size_t)s->cols * s->vb;
-    uint64_t i;
+    unsigned shift;
 
-    if (s->layout == OTI_LAYOUT_DENSE) {
-        apply_values(arr + s->first * s->cols, s->values, (size_t)(s->count * s->cols), s->venc,
-                     s->scale, add);
-        if (blk->touched_bits != NULL && blk->touched_list != NULL) {
-            if (blk->dense_hint)
-                blk->all_touched = 1;
-            else
-                for (i = 0; i < s->count; i++)
-                    oti_block_touch(blk, s->first + i);
-        }
-    } else if (s->cols == 1 && s->venc == OTI_ENC_FP32) {
-        /* rows decoded a batch at a time and prefetched: the writes land
-         * all over the block, so overlap their cache misses */
-        const uint8_t *g = s->gaps, *v = s->values;
-        uint64_t row = s->first, rb[64];
-        int track = blk->touched_bits != NULL && blk->touched_list != NULL;
-        if (track && blk->dense_hint) {
-            blk->all_touched = 1;
-            track = 0;
-        }
-        for (i = 0; i < s->count;) {
-            uint64_t nb = s->count - i < 64 ? s->count - i : 64, k;
-            for (k = 0; k < nb; k++) {
-                if (i + k > 0)
-                    row += *g < 0x80 ? *g++ : uvarint(&g);
-                rb[k] = row;
+    if (t->p != NULL)
+        return UINT64_MAX;
+    shift = t->sh->blocks[s->block].shift;
+    return row | ((UINT64_C(1) << shift) - 1);
+}
+
+/* A cursor over the rows of the sparse sections of a validated frame. */
+typedef struct rowcur {
+    const sec *s, *end;
+    uint64_t i, row;
+    const uint8_t *g;
+} rowcur;
+
+static void cur_section(rowcur *c)
+{
+    while (c->s < c->end && c->s->layout != OTI_LAYOUT_SPARSE)
+        c->s++;
+    if (c->s < c->end) {
+        c->i = 0;
+        c->row = c->s->first;
+        c->g = c->s->gaps;
+    }
+}
+
+static ALWAYS_INLINE void cur_next(rowcur *c)
+{
+    if (++c->i < c->s->count) {
+        c->row += next_gap(&c->g);
+        return;
+    }
+    c->s++;
+    cur_section(c);
+}
+
+static ALWAYS_INLINE void prefetch_step(const tgt *t, rowcur *pf)
+{
+    if (pf->s < pf->end) {
 #if defined(__GNUC__)
-                __builtin_prefetch(arr + row, 1);
+        __builtin_prefetch(dst_row(t, pf->s, pf->row), 1);
 #endif
-            }
-            for (k = 0; k < nb; k++, v += 4) {
-                float *x = arr + rb[k];
-                *x = add ? clampf(*x + getf(v)) : getf(v);
-                if (track)
-                    oti_block_touch(blk, rb[k]);
-            }
-            i += nb;
+        cur_next(pf);
+    }
+}
+
+static inline int tracks(const oti_block *blk)
+{
+    return blk->touched_bits != NULL && blk->touched_list != NULL;
+}
+
+/* d[0..n) = or += the decoded values src[0..n): one loop for every
+ * encoding and kind, instantiated per pair so each copy is straight-line;
+ * fixed blocks of 16 decoded into a local array first, which compilers
+ * vectorise at -O2, and a tail. */
+static ALWAYS_INLINE void apply_run(float *restrict d, const uint8_t *restrict src, size_t n,
+                                    int venc, float scale, int add)
+{
+    size_t i = 0, k;
+    float v[16];
+
+    for (; i + 16 <= n; i += 16) {
+        for (k = 0; k < 16; k++)
+            v[k] = value_at(venc, src, i + k, scale);
+        for (k = 0; k < 16; k++)
+            d[i + k] = add ? clampf(d[i + k] + v[k]) : v[k];
+    }
+    for (; i < n; i++) {
+        v[0] = value_at(venc, src, i, scale);
+        d[i] = add ? clampf(d[i] + v[0]) : v[0];
+    }
+}
+
+static void apply_values(float *d, const uint8_t *src, size_t n, int venc, float scale, int add)
+{
+    if (add) {
+        switch (venc) {
+        case OTI_ENC_FP32: apply_run(d, src, n, OTI_ENC_FP32, scale, 1); break;
+        case OTI_ENC_FP16: apply_run(d, src, n, OTI_ENC_FP16, scale, 1); break;
+        case OTI_ENC_BF16: apply_run(d, src, n, OTI_ENC_BF16, scale, 1); break;
+        default: apply_run(d, src, n, OTI_ENC_INT8, scale, 1); break;
         }
     } else {
-        const uint8_t *g = s->gaps, *v = s->values;
-        uint64_t row = s->first;
-        for (i = 0; i < s->count; i++) {
-            if (i > 0) {
-                row += uvarint(&g);
+        switch (venc) {
+        case OTI_ENC_FP32: apply_run(d, src, n, OTI_ENC_FP32, scale, 0); break;
+        case OTI_ENC_FP16: apply_run(d, src, n, OTI_ENC_FP16, scale, 0); break;
+        case OTI_ENC_BF16: apply_run(d, src, n, OTI_ENC_BF16, scale, 0); break;
+        default: apply_run(d, src, n, OTI_ENC_INT8, scale, 0); break;
+        }
+    }
+}
+
+static void apply_dense(const tgt *t, const sec *s, int add)
+{
+    const uint8_t *v = s->values;
+    uint64_t row = s->first, i;
+
+    while (row <= s->last) {
+        uint64_t e = dst_run_last(t, s, row);
+        size_t n;
+        if (e > s->last)
+            e = s->last;
+        n = (size_t)((e - row + 1) * s->cols);
+        apply_values(dst_row(t, s, row), v, n, s->venc, s->scale, add);
+        v += n * s->vb;
+        row = e + 1;
+    }
+    if (t->p != NULL) {
+        oti_block *blk = &t->p->blocks[s->block];
+        if (!tracks(blk))
+            return;
+        if (blk->dense_hint)
+            blk->all_touched = 1;
+        else
+            for (i = 0; i < s->count; i++)
+                oti_block_touch(blk, s->first + i);
+    }
+}
+
+/* A sparse section's rows, the prefetch cursor kept PF_DIST rows ahead. */
+static ALWAYS_INLINE void apply_sparse_run(const tgt *t, const sec *s, rowcur *pf, int venc,
+                                           int add)
+{
+    oti_block *blk = t->p != NULL ? &t->p->blocks[s->block] : NULL;
+    const uint8_t *g = s->gaps, *v = s->values;
+    uint64_t row = s->first, i;
+    uint32_t cols = s->cols, c;
+    int track = blk != NULL && tracks(blk);
+    rowcur ahead = *pf; /* a local copy the compiler keeps in registers */
+
+    if (track && blk->dense_hint) {
+        blk->all_touched = 1;
+        track = 0;
+    }
+    for (i = 0; i < s->count; i++) {
+        float *x;
+        if (i > 0)
+            row += next_gap(&g);
+        prefetch_step(t, &ahead);
+        x = dst_row(t, s, row);
+        for (c = 0; c < cols; c++) {
+            float val = value_at(venc, v, c, s->scale);
+            x[c] = add ? clampf(x[c] + val) : val;
+        }
+        v += (size_t)cols * (size_t)s->vb;
+        if (track)
+            oti_block_touch(blk, row);
+    }
+    *pf = ahead;
+}
+
+static void apply_sparse(const tgt *t, const sec *s, rowcur *pf, int add)
+{
+    if (add) {
+        switch (s->venc) {
+        case OTI_ENC_FP32: apply_sparse_run(t, s, pf, OTI_ENC_FP32, 1); break;
+        case OTI_ENC_FP16: apply_sparse_run(t, s, pf, OTI_ENC_FP16, 1); break;
+        case OTI_ENC_BF16: apply_sparse_run(t, s, pf, OTI_ENC_BF16, 1); break;
+        default: apply_sparse_run(t, s, pf, OTI_ENC_INT8, 1); break;
+        }
+    } else {
+        switch (s->venc) {
+        case OTI_ENC_FP32: apply_sparse_run(t, s, pf, OTI_ENC_FP32, 0); break;
+        case OTI_ENC_FP16: apply_sparse_run(t, s, pf, OTI_ENC_FP16, 0); break;
+        case OTI_ENC_BF16: apply_sparse_run(t, s, pf, OTI_ENC_BF16, 0); break;
+        default: apply_sparse_run(t, s, pf, OTI_ENC_INT8, 0); break;
+        }
+    }
+}
+
+/*
+ * The common case of a sparse frame: fp32 values of single-column rows of
+ * one array of a params view, in sections s[0..n).  The same work as
+ * apply_sparse_run, with the prefetch cursor in locals.
+ */
+/* The fast path's prefetch cursor (section ps, entry pi, row prow, next
+ * gap pg): prefetches its row and steps to the next. */
+static ALWAYS_INLINE void fast_ahead(float *arr, const sec *s, size_t n, size_t *ps, uint64_t *pi,
+                                     uint64_t *prow, const uint8_t **pg)
+{
+#if defined(__GNUC__)
+    __builtin_prefetch(arr + *prow, 1);
+#endif
+    if (++*pi < s[*ps].count) {
+        *prow += next_gap(pg);
+    } else if (++*ps < n) {
+        *pi = 0;
+        *prow = s[*ps].first;
+        *pg = s[*ps].gaps;
+    }
+}
+
+static void apply_sparse_fp32_c1(float *restrict arr, oti_block *blk, const sec *s, size_t n,
+                                 int add)
+{
+    size_t ps = 0, h;
+    uint64_t pi = 0, prow = s[0].first;
+    const uint8_t *pg = s[0].gaps;
+    int k, track = tracks(blk);
+
+    if (track && blk->dense_hint) {
+        blk->all_touched = 1;
+        track = 0;
+    }
+    for (k = 0; k < PF_DIST + 1 && ps < n; k++)
+        fast_ahead(arr, s, n, &ps, &pi, &prow, &pg);
+    for (h = 0; h < n; h++) {
+        const uint8_t *g = s[h].gaps, *v = s[h].values;
+        uint64_t row = s[h].first, i, cnt = s[h].count;
+        for (i = 0; i < cnt; i++) {
+            float x;
+            if (i > 0)
+                row += next_gap(&g);
+            if (ps < n)
+                fast_ahead(arr, s, n, &ps, &pi, &prow, &pg);
+            x = getf(v + 4 * i);
+            arr[row] = add ? clampf(arr[row] + x) : x;
+            if (track)
+                oti_block_touch(blk, row);
+        }
+    }
+}
+
+/* Applies every recorded section of the validated frame to the target. */
+static void apply_frame(const ot_delta_decoder *dec, const tgt *t, int add)
+{
+    const sec *s, *end;
+    rowcur pf;
+    int k;
+
+    if (dec->nsecs == 0)
+        return; /* secs may be NULL */
+    end = dec->secs + dec->nsecs;
+    memset(&pf, 0, sizeof(pf));
+    pf.s = dec->secs;
+    pf.end = end;
+    cur_section(&pf);
+    for (k = 0; k < PF_DIST; k++)
+        prefetch_step(t, &pf);
+    for (s = dec->secs; s < end; s++) {
+        if (s->layout == OTI_LAYOUT_DENSE) {
+            apply_dense(t, s, add);
+        } else if (t->p != NULL && s->cols == 1 && s->venc == OTI_ENC_FP32) {
+            /* a run of such sections of one array: the fast path */
+            const sec *e = s + 1;
+            while (e < end && e->layout == OTI_LAYOUT_SPARSE && e->cols == 1 &&
+                   e->venc == OTI_ENC_FP32 && e->block == s->block && e->array == s->array)
+                e++;
+            apply_sparse_fp32_c1(params_arr(&t->p->blocks[s->block], s->array),
+                                 &t->p->blocks[s->block], s, (size_t)(e - s), add);
+            s = e - 1;
+            /* the general cursor skips what the fast path applied */
+            while (pf.s < end && pf.s < e) {
+                pf.s++;
+                cur_section(&pf);
             }
-            apply_values(arr + row * s->cols, v, s->cols, s->venc, s->scale, add);
-            v += rowbytes;
-            mark(blk, row);
+        } else {
+            apply_sparse(t, s, &pf, add);
         }
     }
 }
@@ -586,11 +869,8 @@ static void derive_section(oti_params *p, const sec *s)
     uint64_t i, row = s->first;
 
     for (i = 0; i < s->count; i++) {
-        if (s->layout == OTI_LAYOUT_DENSE) {
-            row = s->first + i;
-        } else if (i > 0) {
-            row += uvarint(&g);
-        }
+        if (i > 0)
+            row += s->layout == OTI_LAYOUT_DENSE ? 1 : next_gap(&g);
         p->derive(p->derive_ctx, blk, row);
     }
 }
@@ -600,18 +880,16 @@ ot_status oti_delta_apply_params(ot_delta_decoder *dec, oti_params *p, const uin
     oti_frame f;
     ot_status st;
     size_t i;
-    int add, state = 0;
+    tgt t;
 
     if ((st = oti_delta_validate_params(dec, p, d, len, &f)) != OT_OK)
         return st;
     if (f.kind == OTI_KIND_CONTROL)
         return oti_err(dec->errmsg, OT_EINVAL, "a control frame carries no values to apply");
-    add = f.kind == OTI_KIND_ADD;
-    for (i = 0; i < dec->nsecs; i++) {
-        apply_section_params(p, &dec->secs[i], add);
-        state |= dec->secs[i].array != 0;
-    }
-    if (state && p->derive != NULL)
+    t.p = p;
+    t.sh = NULL;
+    apply_frame(dec, &t, f.kind == OTI_KIND_ADD);
+    if (p->derive != NULL)
         for (i = 0; i < dec->nsecs; i++)
             if (dec->secs[i].array != 0)
                 derive_section(p, &dec->secs[i]);
@@ -624,56 +902,37 @@ ot_status oti_delta_apply_shadow(ot_delta_decoder *dec, oti_shadow *sh, const ui
     oti_frame f;
     ot_status st;
     size_t k;
-    int add;
+    tgt t;
 
     if ((st = oti_delta_validate_shadow(dec, sh, d, len, &f)) != OT_OK)
         return st;
     if (f.kind == OTI_KIND_CONTROL)
         return oti_err(dec->errmsg, OT_EINVAL, "a control frame carries no values to apply");
-    add = f.kind == OTI_KIND_ADD;
     /* Make every page written exclusive first, so applying cannot fail. */
     for (k = 0; k < dec->nsecs; k++) {
-        sec s = dec->secs[k];
-        if (s.layout == OTI_LAYOUT_DENSE) {
-            if (oti_shadow_unshare_rows(sh, (size_t)s.block, s.array, s.first, s.last) != 0)
+        const sec *s = &dec->secs[k];
+        if (s->layout == OTI_LAYOUT_DENSE) {
+            if (oti_shadow_unshare_rows(sh, (size_t)s->block, s->array, s->first, s->last) != 0)
                 return oti_err(dec->errmsg, OT_ENOMEM, "out of memory copying snapshot pages");
         } else {
-            const uint8_t *g = s.gaps;
-            uint64_t i, row = s.first, pg = UINT64_MAX;
-            unsigned shift = sh->blocks[s.block].shift;
-            for (i = 0; i < s.count; i++) {
-                if (i > 0) {
-                    row += uvarint(&g);
-                }
+            const uint8_t *g = s->gaps;
+            uint64_t i, row = s->first, pg = UINT64_MAX;
+            unsigned shift = sh->blocks[s->block].shift;
+            for (i = 0; i < s->count; i++) {
+                if (i > 0)
+                    row += next_gap(&g);
                 if ((row >> shift) != pg) {
                     pg = row >> shift;
-                    if (oti_shadow_unshare(sh, (size_t)s.block, s.array, (size_t)pg) != 0)
+                    if (oti_shadow_unshare(sh, (size_t)s->block, s->array, (size_t)pg) != 0)
                         return oti_err(dec->errmsg, OT_ENOMEM,
                                        "out of memory copying snapshot pages");
                 }
             }
         }
     }
-    for (k = 0; k < dec->nsecs; k++) {
-        sec s = dec->secs[k];
-        const uint8_t *g, *v;
-        uint64_t i, row;
-        size_t rowbytes;
-        g = s.gaps;
-        v = s.values;
-        row = s.first;
-        rowbytes = (size_t)s.cols * s.vb;
-        for (i = 0; i < s.count; i++) {
-            if (s.layout == OTI_LAYOUT_DENSE) {
-                row = s.first + i;
-            } else if (i > 0) {
-                row += uvarint(&g);
-            }
-            apply_values(oti_shadow_row_w(sh, (size_t)s.block, s.array, row), v, s.cols, s.venc,
-                         s.scale, add);
-            v += rowbytes;
-        }
-    }
+    t.p = NULL;
+    t.sh = sh;
+    apply_frame(dec, &t, f.kind == OTI_KIND_ADD);
     sh->version = f.new_version;
     return OT_OK;
 }
@@ -697,7 +956,7 @@ static void rowit_next(rowit *it)
         if (it->s.layout == OTI_LAYOUT_DENSE) {
             it->row++;
         } else {
-            it->row += uvarint(&it->g);
+            it->row += next_gap(&it->g);
         }
         return;
     }
@@ -805,7 +1064,7 @@ static void mflush(mout *m)
             }
         } else {
             for (i = 1; i < m->n; i++)
-                o = oti_put_varint(o, (uint64_t)rows[i] - rows[i - 1]);
+                o = oti_put_gap(o, (uint64_t)rows[i] - rows[i - 1]);
             for (i = 0; i < m->n * cols; i++) {
                 uint32_t x;
                 memcpy(&x, &e->outv[i], 4);

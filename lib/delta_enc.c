@@ -29,8 +29,6 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <emmintrin.h>
 #include <immintrin.h>
-#include <nmmintrin.h>
-#define OTI_CRC_HW 1
 #define OTI_NT_STORES 1
 #endif
 
@@ -40,6 +38,7 @@
 #define OTI_LITTLE_ENDIAN_HOST 0
 #endif
 
+#define PF_AHEAD 48 /* candidate rows prefetched ahead */
 #define SEC_HDR_MAX 32u /* varint block, 3 bytes, varints cols/first/count, scale */
 
 #define GROW(e, field, n) \
@@ -63,8 +62,9 @@ typedef struct job {
     float kth;
     uint64_t tie_left;
     int track;      /* current block: 0 no tracking, 1 touched list, 2 all_touched flag */
-    uint32_t pcrc;  /* raw CRC32C register over the payload written so far, from 0 */
+    uint32_t pcrc;  /* CRC32C of the payload written so far */
     int nt;         /* copy fp32 values with non-temporal stores (large frames) */
+    const uint32_t *cend; /* end of the current block's candidate rows (prefetching) */
     oti_block *blk;
     /* full-update cursor (a copy, committed by the real pass) */
     size_t fb;
@@ -129,185 +129,16 @@ void oti_frame_header(const ot_delta_encoder *enc, uint8_t *d, int kind, unsigne
     oti_put32(d + OTI_H_CHECKSUM, 0);
 }
 
-/*
- * CRC32C of large payloads, three streams at a time.  The crc32 instruction
- * has a latency of three cycles and a throughput of one, so one serial
- * stream runs at a third of the possible speed.  Cutting 3K bytes into three
- * K-byte parts A, B, C and running them independently gives the same CRC:
- * with u(s, X) the raw register update, u(s, A B C) =
- * z(z(u(s, A)) ^ u(0, B)) ^ u(0, C), where z shifts a register over K zero
- * bytes, a linear map applied with four 256-entry tables built once.
- * Same result as oti_crc32c (a test compares them).
- */
-#ifdef OTI_CRC_HW
-#define CRC_K 4096u
-
-static uint32_t crc_shift[4][256];
-static int crc_shift_ready;
-
-__attribute__((target("sse4.2"))) static uint32_t crc_zeros(uint32_t c, size_t n)
-{
-    uint64_t x = c;
-
-    for (; n >= 8; n -= 8)
-        x = _mm_crc32_u64(x, 0);
-    return (uint32_t)x;
-}
-
-__attribute__((target("sse4.2"))) static void crc_shift_init(void)
-{
-    uint32_t basis[32];
-    int i, v, bit;
-
-    for (bit = 0; bit < 32; bit++)
-        basis[bit] = crc_zeros(1u << bit, CRC_K);
-    for (i = 0; i < 4; i++) {
-        for (v = 0; v < 256; v++) {
-            uint32_t r = 0;
-            for (bit = 0; bit < 8; bit++)
-                if (v & (1 << bit))
-                    r ^= basis[8 * i + bit];
-            crc_shift[i][v] = r;
-        }
-    }
-    /* The tables are a pure function of constants: two threads building
-     * them at once write the same values. */
-    __atomic_store_n(&crc_shift_ready, 1, __ATOMIC_RELEASE);
-}
-
-static inline uint32_t crc_shift_k(uint32_t c)
-{
-    return crc_shift[0][c & 0xff] ^ crc_shift[1][(c >> 8) & 0xff] ^
-           crc_shift[2][(c >> 16) & 0xff] ^ crc_shift[3][c >> 24];
-}
-
-/* raw register update (no pre- or post-inversion) */
-__attribute__((target("sse4.2"))) static uint32_t crc_raw3(uint32_t c, const uint8_t *p, size_t len)
-{
-    uint64_t x;
-
-    if (!__atomic_load_n(&crc_shift_ready, __ATOMIC_ACQUIRE))
-        crc_shift_init();
-    /* four streams: a 16 KiB page of values is exactly one round */
-    while (len >= 4 * CRC_K) {
-        uint64_t a = c, b = 0, d = 0, e = 0, va, vb, vd, ve;
-        size_t i;
-        for (i = 0; i < CRC_K; i += 8) {
-            memcpy(&va, p + i, 8);
-            memcpy(&vb, p + CRC_K + i, 8);
-            memcpy(&vd, p + 2 * CRC_K + i, 8);
-            memcpy(&ve, p + 3 * CRC_K + i, 8);
-            a = _mm_crc32_u64(a, va);
-            b = _mm_crc32_u64(b, vb);
-            d = _mm_crc32_u64(d, vd);
-            e = _mm_crc32_u64(e, ve);
-        }
-        c = crc_shift_k(crc_shift_k(crc_shift_k((uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d) ^
-            (uint32_t)e;
-        p += 4 * CRC_K;
-        len -= 4 * CRC_K;
-    }
-    while (len >= 3 * CRC_K) {
-        uint64_t a = c, b = 0, d = 0, va, vb, vd;
-        size_t i;
-        for (i = 0; i < CRC_K; i += 8) {
-            memcpy(&va, p + i, 8);
-            memcpy(&vb, p + CRC_K + i, 8);
-            memcpy(&vd, p + 2 * CRC_K + i, 8);
-            a = _mm_crc32_u64(a, va);
-            b = _mm_crc32_u64(b, vb);
-            d = _mm_crc32_u64(d, vd);
-        }
-        c = crc_shift_k(crc_shift_k((uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
-        p += 3 * CRC_K;
-        len -= 3 * CRC_K;
-    }
-    x = c;
-    for (; len >= 8; len -= 8, p += 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        x = _mm_crc32_u64(x, v);
-    }
-    for (; len > 0; len--)
-        x = _mm_crc32_u8((uint32_t)x, *p++);
-    return (uint32_t)x;
-}
-#endif
-
 uint32_t oti_frame_crc(const uint8_t *d, size_t total)
 {
     static const uint8_t zero[4] = {0, 0, 0, 0};
     uint32_t c = oti_crc32c(0, d, OTI_H_CHECKSUM);
 
     c = oti_crc32c(c, zero, 4);
-#ifdef OTI_CRC_HW
-    if (total - OTI_HEADER_SIZE >= 3 * CRC_K && __builtin_cpu_supports("sse4.2"))
-        return ~crc_raw3(~c, d + OTI_HEADER_SIZE, total - OTI_HEADER_SIZE);
-#endif
     return oti_crc32c(c, d + OTI_HEADER_SIZE, total - OTI_HEADER_SIZE);
 }
 
-/* The raw CRC32C register update (no inversions) over n bytes. */
-static uint32_t crc_raw(uint32_t s, const void *p, size_t n)
-{
-#ifdef OTI_CRC_HW
-    if (n >= 3 * CRC_K && __builtin_cpu_supports("sse4.2"))
-        return crc_raw3(s, p, n);
-#endif
-    return ~oti_crc32c(~s, p, n);
-}
-
-/*
- * Shifts a raw register over n zero bytes: a linear map over GF(2), the
- * n-th power of the one-zero-bit map, by repeated squaring (32x32 bit
- * matrices as 32 column words).
- */
-static uint32_t gf2_apply(const uint32_t *mat, uint32_t v)
-{
-    uint32_t r = 0;
-    int i;
-
-    for (i = 0; v != 0; i++, v >>= 1)
-        if (v & 1u)
-            r ^= mat[i];
-    return r;
-}
-
-static void gf2_square(uint32_t *dst, const uint32_t *mat)
-{
-    int i;
-
-    for (i = 0; i < 32; i++)
-        dst[i] = gf2_apply(mat, mat[i]);
-}
-
-static uint32_t crc_shift_len(uint32_t s, uint64_t n)
-{
-    uint32_t a[32], b[32];
-    int i;
-
-    if (n == 0 || s == 0)
-        return s;
-    /* one zero bit: the reflected CRC32C polynomial */
-    a[0] = 0x82f63b78u;
-    for (i = 1; i < 32; i++)
-        a[i] = 1u << (i - 1);
-    gf2_square(b, a); /* two bits */
-    gf2_square(a, b); /* four */
-    gf2_square(b, a); /* eight: one zero byte, in b */
-    for (;;) {
-        if (n & 1u)
-            s = gf2_apply(b, s);
-        n >>= 1;
-        if (n == 0)
-            break;
-        gf2_square(a, b);
-        memcpy(b, a, sizeof(a));
-    }
-    return s;
-}
-
-/* Header fields and the checksum, from the payload's raw CRC (from 0). */
+/* Header fields and the checksum, from the payload's CRC32C. */
 static void frame_finish_crc(uint8_t *frame, uint32_t entries, size_t payload_len, uint32_t pcrc)
 {
     static const uint8_t zero[4] = {0, 0, 0, 0};
@@ -317,8 +148,7 @@ static void frame_finish_crc(uint8_t *frame, uint32_t entries, size_t payload_le
     oti_put32(frame + OTI_H_PAYLOAD, (uint32_t)payload_len);
     c = oti_crc32c(0, frame, OTI_H_CHECKSUM);
     c = oti_crc32c(c, zero, 4);
-    c = ~(crc_shift_len(~c, payload_len) ^ pcrc);
-    oti_put32(frame + OTI_H_CHECKSUM, c);
+    oti_put32(frame + OTI_H_CHECKSUM, oti_crc32c_combine(c, pcrc, payload_len));
 }
 
 /* Copies n bytes, with non-temporal stores for the aligned middle. */
@@ -362,24 +192,30 @@ void oti_frame_finish(uint8_t *frame, uint32_t entries, size_t payload_len)
 
 /* ---- candidates ------------------------------------------------------------------ */
 
+/* LSD radix sort with digits of at most 12 bits, as few passes as the
+ * largest value needs (two for 2^24 rows). */
 static void radix_sort(uint32_t *a, uint32_t *tmp, size_t n, uint64_t maxval)
 {
-    uint32_t *src = a, *dst = tmp, *t;
-    unsigned shift;
+    uint32_t *src = a, *dst = tmp, *t, cnt[4096];
+    unsigned shift, bits = 0, passes, digit;
     size_t i;
 
-    for (shift = 0; shift < 32 && (maxval >> shift) != 0; shift += 11) {
-        size_t cnt[2048], sum = 0;
-        memset(cnt, 0, sizeof(cnt));
+    while (bits < 32 && (maxval >> bits) != 0)
+        bits++;
+    passes = (bits + 11) / 12;
+    digit = passes > 0 ? (bits + passes - 1) / passes : 1;
+    for (shift = 0; shift < bits; shift += digit) {
+        uint32_t mask = (1u << digit) - 1, sum = 0;
+        memset(cnt, 0, sizeof(cnt[0]) << digit);
         for (i = 0; i < n; i++)
-            cnt[(src[i] >> shift) & 2047u]++;
-        for (i = 0; i < 2048; i++) {
-            size_t c = cnt[i];
+            cnt[(src[i] >> shift) & mask]++;
+        for (i = 0; i <= mask; i++) {
+            uint32_t c = cnt[i];
             cnt[i] = sum;
             sum += c;
         }
         for (i = 0; i < n; i++)
-            dst[cnt[(src[i] >> shift) & 2047u]++] = src[i];
+            dst[cnt[(src[i] >> shift) & mask]++] = src[i];
         t = src;
         src = dst;
         dst = t;
@@ -433,7 +269,9 @@ static ot_status gather(ot_delta_encoder *e, const oti_params *p)
         uint32_t *dst = e->rows + bc->start;
         if (bc->all || bc->n == 0)
             continue;
-        if ((uint64_t)bc->n * 6 < blk->rows / 64) {
+        /* sorting costs a few passes over the touched rows, the bitmap walk
+         * one over every word with a hard-to-predict branch on each */
+        if ((uint64_t)bc->n < blk->rows / 64) {
             memcpy(dst, blk->touched_list, bc->n * sizeof(uint32_t));
             radix_sort(dst, e->tmp, bc->n, blk->rows - 1);
         } else {
@@ -938,24 +776,24 @@ static void write_section(job *j, size_t b, int a, int layout, const uint32_t *r
         }
         if (layout == OTI_LAYOUT_SPARSE)
             for (i = 1; i < count; i++)
-                o = oti_put_varint(o, (uint64_t)rows[i] - rows[i - 1]);
+                o = oti_put_gap(o, (uint64_t)rows[i] - rows[i - 1]);
         if (j->venc != OTI_ENC_FP32) {
             oti_quantize(j->venc, v, nv, scale, e->stochastic ? &e->rng : NULL, o, e->deq);
             deq = e->deq;
             o += nv * j->vb;
-            j->pcrc = crc_raw(j->pcrc, o0, (size_t)(o - o0));
+            j->pcrc = oti_crc32c(j->pcrc, o0, (size_t)(o - o0));
         } else {
             /* the checksum reads the values where they are in cache */
-            j->pcrc = crc_raw(j->pcrc, o0, (size_t)(o - o0));
+            j->pcrc = oti_crc32c(j->pcrc, o0, (size_t)(o - o0));
 #if OTI_LITTLE_ENDIAN_HOST
             if (j->nt)
                 copy_nt(o, (const uint8_t *)v, nv * 4);
             else
                 memcpy(o, v, nv * 4);
-            j->pcrc = crc_raw(j->pcrc, v, nv * 4);
+            j->pcrc = oti_crc32c(j->pcrc, v, nv * 4);
 #else
             oti_quantize(j->venc, v, nv, scale, NULL, o, NULL);
-            j->pcrc = crc_raw(j->pcrc, o, nv * 4);
+            j->pcrc = oti_crc32c(j->pcrc, o, nv * 4);
 #endif
             o += nv * 4;
         }
@@ -1082,9 +920,12 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
             uint32_t row = cand[k];
             float l, sv, d, ad;
 #if defined(__GNUC__)
-            if (k + 16 < n) {
-                __builtin_prefetch(L + cand[k + 16]);
-                __builtin_prefetch(S + (cand[k + 16] - r0));
+            /* rows far ahead, across page boundaries: the misses overlap */
+            if (cand + k + PF_AHEAD < j->cend) {
+                uint32_t r2 = cand[k + PF_AHEAD];
+                __builtin_prefetch(L + r2);
+                __builtin_prefetch(sb->pages[a][r2 >> sb->shift]->data +
+                                   (r2 & ((UINT32_C(1) << sb->shift) - 1)), 1);
             }
 #endif
             l = L[row];
@@ -1318,6 +1159,7 @@ static void pass_delta(job *j)
             } else {
                 const uint32_t *r = e->rows + bc->start;
                 size_t i = 0;
+                j->cend = r + bc->n;
                 while (i < bc->n) {
                     size_t pg = r[i] >> sb->shift, i2 = i + 1;
                     while (i2 < bc->n && (r[i2] >> sb->shift) == pg)
@@ -1467,6 +1309,14 @@ static int pass_full(job *j, int touch_pages)
                     j->stop = 1;
                     return 1;
                 }
+                /* fit was sized with the whole run's count varint; a shorter
+                 * count may leave room for more rows.  Take the most that
+                 * fit, so the real pass (limited to the dry pass's size)
+                 * cuts at the same row as the dry pass. */
+                while (fit + 1 < run && hdr_size(j->fb, cols, row, fit + 1, j->venc) +
+                                                (size_t)(fit + 1) * cols * j->vb <=
+                                            avail)
+                    fit++;
                 run = fit;
                 hs = hdr_size(j->fb, cols, row, run, j->venc);
                 if (hs + (size_t)run * cols * j->vb > avail)

@@ -71,8 +71,13 @@ oti_alloc oti_cfg_alloc(const ot_config *cfg);
 /* ---- hashing (hash.c) -------------------------------------------------- */
 
 uint32_t oti_murmur3(const void *data, size_t len, uint32_t seed);
-/* CRC32C (Castagnoli), as used by file and wire formats; crc starts at 0. */
+/* CRC32C (Castagnoli), as used by file and wire formats; crc starts at 0.
+ * Uses the SSE4.2 instruction on four streams where the processor has it. */
 uint32_t oti_crc32c(uint32_t crc, const void *data, size_t len);
+/* The same with the portable table code only (tests compare the two). */
+uint32_t oti_crc32c_portable(uint32_t crc, const void *data, size_t len);
+/* The CRC32C of A B from crc1 = CRC(A), crc2 = CRC(B) and B's length. */
+uint32_t oti_crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t len2);
 
 /* ---- examples (example.c) ---------------------------------------------- */
 

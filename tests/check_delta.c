@@ -785,10 +785,10 @@ static void hand_header(wbuf *w, int kind, int flags, uint64_t fingerprint)
 static void hand_crc(uint8_t *f, size_t n)
 {
     static const uint8_t zero[4] = {0, 0, 0, 0};
-    uint32_t c = oti_crc32c(0, f, 60);
+    uint32_t c = oti_crc32c_portable(0, f, 60);
 
-    c = oti_crc32c(c, zero, 4);
-    c = oti_crc32c(c, f + 64, n - 64);
+    c = oti_crc32c_portable(c, zero, 4);
+    c = oti_crc32c_portable(c, f + 64, n - 64);
     f[60] = (uint8_t)c;
     f[61] = (uint8_t)(c >> 8);
     f[62] = (uint8_t)(c >> 16);
@@ -856,6 +856,33 @@ static void hand_frame(wbuf *w)
     wle(w, 0xbf00, 2);  /* -0.5 */
     hand_finish(w, 3 + 2 + 6 + 3);
 }
+
+/* The four-stream CRC32C equals the portable table code at every length
+ * around its round size, and combining the CRCs of two parts equals the CRC
+ * of the whole. */
+START_TEST(test_delta_crc32c_streams_and_combine)
+{
+    const size_t n = 3 * 4096 + 77;
+    uint8_t *buf = xcalloc(n, 1);
+    uint64_t s = 991;
+    size_t i, len;
+
+    for (i = 0; i < n; i++)
+        buf[i] = (uint8_t)trng(&s);
+    ck_assert_uint_eq(oti_crc32c_portable(0, "123456789", 9), 0xE3069283u);
+    for (len = 0; len <= n; len += len < 4200 ? 1 : 511) {
+        uint32_t whole = oti_crc32c_portable(0, buf, len);
+        ck_assert_uint_eq(oti_crc32c(0, buf, len), whole);
+        ck_assert_uint_eq(oti_crc32c(0x12345678u, buf, len),
+                          oti_crc32c_portable(0x12345678u, buf, len));
+        for (i = 0; i <= len; i += 1 + len / 3)
+            ck_assert_uint_eq(oti_crc32c_combine(oti_crc32c(0, buf, i),
+                                                 oti_crc32c(0, buf + i, len - i), len - i),
+                              whole);
+    }
+    free(buf);
+}
+END_TEST
 
 /* The frame checksum (several code paths by length) equals plain CRC32C with
  * the checksum field read as zero, and the encoder's running checksum of a
@@ -979,6 +1006,83 @@ START_TEST(test_delta_hand_built_frame_decodes)
 END_TEST
 
 /* Validation statuses by hand-built section faults (docs/wire-format.md). */
+/* Sparse row gaps of one, two and three bytes in every mix and alignment
+ * decode to the right rows; a zero gap or an overlong two-byte gap at any
+ * position is refused. */
+static void gaps_frame(wbuf *w, uint64_t first, const uint64_t *gaps, size_t n, size_t bad_at,
+                       int bad_kind)
+{
+    size_t i;
+
+    hand_header(w, OT_DELTA_SET, 3, 0x77);
+    hand_section(w, 0, 0, 0, 0, 1, first, n);
+    for (i = 1; i < n; i++) {
+        if (i == bad_at && bad_kind == 1) {
+            w8(w, 0); /* a zero gap */
+        } else if (i == bad_at && bad_kind == 2) {
+            w8(w, (unsigned)(gaps[i] & 0x7f) | 0x80u); /* gap < 128 in two bytes */
+            w8(w, 0);
+        } else {
+            wvar(w, gaps[i]);
+        }
+    }
+    for (i = 0; i < n; i++)
+        wf32(w, (float)(i + 1));
+    hand_finish(w, (uint32_t)n);
+}
+
+START_TEST(test_delta_sparse_gaps_every_length)
+{
+    static const bspec shape[] = {{1u << 22, 1, 0, 0}};
+    oti_params *p = tp_new(shape, 1, 0x77, 3), *orig = tp_clone(p);
+    ot_delta_decoder *d = dec_new();
+    enum { N = 300 };
+    uint64_t gaps[N], s = 4242, row;
+    size_t i, at;
+    wbuf w;
+
+    for (i = 0; i < N; i++) {
+        uint32_t r = trng(&s) % 16;
+        gaps[i] = r < 9 ? 1 + trng(&s) % 127 : r < 15 ? 128 + trng(&s) % 16256 : 16384 + trng(&s) % 5000;
+    }
+    gaps[0] = 0; /* the first row is the section's first */
+    gaps_frame(&w, 5, gaps, N, 0, 0);
+    apply_ok(d, p, w.b, w.n);
+    row = 5;
+    for (i = 0; i < N; i++) {
+        if (i > 0) {
+            /* rows between two listed ones are untouched */
+            ck_assert(tp_arr(p, 0, 0)[row + 1] == tp_arr(orig, 0, 0)[row + 1] || gaps[i] == 1);
+            row += gaps[i];
+        }
+        ck_assert_float_eq(tp_arr(p, 0, 0)[row], (float)(i + 1));
+    }
+    /* a short-gap-only prefix, so the eight-byte words hold one and two byte gaps */
+    for (i = 0; i < N; i++)
+        if (gaps[i] >= 16384)
+            gaps[i] = 200;
+    for (at = 1; at < 40; at++) {
+        gaps_frame(&w, 5, gaps, N, at, 1);
+        ck_assert_int_eq(oti_delta_apply_params(d, p, w.b, w.n), OT_EFORMAT);
+        if (gaps[at] < 128) {
+            gaps_frame(&w, 5, gaps, N, at, 2);
+            ck_assert_int_eq(oti_delta_apply_params(d, p, w.b, w.n), OT_EFORMAT);
+        }
+    }
+    /* the last row, from the gaps' sum, is checked against the block's end */
+    for (row = 0, i = 1; i < N; i++)
+        row += gaps[i];
+    gaps_frame(&w, (1u << 22) - 1 - row, gaps, N, 0, 0);
+    apply_ok(d, p, w.b, w.n);
+    ck_assert_float_eq(tp_arr(p, 0, 0)[(1u << 22) - 1], (float)N);
+    gaps_frame(&w, (1u << 22) - row, gaps, N, 0, 0);
+    ck_assert_int_eq(oti_delta_apply_params(d, p, w.b, w.n), OT_EFORMAT);
+    tp_free(p);
+    tp_free(orig);
+    ot_delta_decoder_destroy(d);
+}
+END_TEST
+
 START_TEST(test_delta_index_faults)
 {
     oti_params *p = tp_new(shape_hand, 3, 0x0123456789abcdefULL, 2), *orig = tp_clone(p);
@@ -2103,6 +2207,8 @@ Suite *suite_delta(void)
     tcase_add_test(tc, test_delta_too_big_row);
     tcase_add_test(tc, test_delta_enospc_reports_size);
     tcase_add_test(tc, test_delta_checksum_matches_crc32c);
+    tcase_add_test(tc, test_delta_crc32c_streams_and_combine);
+    tcase_add_test(tc, test_delta_sparse_gaps_every_length);
     tcase_add_test(tc, test_delta_hand_built_frame_decodes);
     tcase_add_test(tc, test_delta_index_faults);
     tcase_add_test(tc, test_delta_header_mutations);
