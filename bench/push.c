@@ -12,11 +12,20 @@
  *  shards<S>.keys<K>.sync_ms      median time of one such sync
  *  shards<S>.keys<K>.bytes        delta bytes sent per sync (all shards)
  *  baseline.echo.keys<K>.keys_per_s  the same K over a bare request/reply
- *                                 (lib/transport.h, raw) whose request has
- *                                 the sync's delta bytes and whose reply has
- *                                 the size of a sync acknowledgement (93
- *                                 bytes): what the transport alone allows
+ *                                 (lib/transport.h, raw: one request
+ *                                 context, reused, as the trainer's) whose
+ *                                 request has the sync's delta bytes and
+ *                                 whose reply has the size of a sync
+ *                                 acknowledgement (93 bytes): what the
+ *                                 transport alone allows
  *  baseline.echo.keys<K>.ms       its median round trip
+ *  baseline.echo2.keys<K>.keys_per_s / .ms  the 2-shard syncs' bytes as two
+ *                                 requests of half the size to two servers
+ *                                 at once (what a 2-shard sync costs the
+ *                                 transport)
+ *
+ * Each sync is followed at once by a bare exchange of the bytes it sent, so
+ * a sync and its baseline see the same load on the machine.
  *
  * The changed weights are written into the trainer's local model directly
  * (a strided set of K rows, each +0.01), so the figure measures the sync
@@ -112,57 +121,98 @@ static ot_status ack_handler(void *arg, const uint8_t *req, size_t len, oti_repl
     return oti_reply_append(reply, ack, sizeof(ack));
 }
 
-/* Median round trip of a bare request of `bytes` with a 93-byte reply. */
-static double echo_ms(size_t bytes, int reps)
+/* Bare request/reply to `ns` servers (lib/transport.h, raw: one request
+ * context per server, reused, as the trainer's), answered with a 93-byte
+ * reply. */
+typedef struct echo {
+    int ns;
+    oti_sock *rep[2], *req[2];
+    oti_request *rq[2];
+    uint8_t *buf;
+    size_t cap;
+} echo;
+
+static void echo_open(echo *e, int ns)
 {
     oti_tp_opts o;
-    oti_sock *rep = NULL, *req = NULL;
     char err[OTI_ERRMSG_LEN], url[64];
-    uint8_t *buf = calloc(1, bytes);
-    double *t = calloc((size_t)reps, sizeof(double)), m;
-    int port = 0, i;
+    int port = 0, k;
 
+    memset(e, 0, sizeof(*e));
+    e->ns = ns;
     oti_tp_opts_init(&o);
     o.recv_max = (size_t)64 << 20;
-    if (buf == NULL || t == NULL || oti_sock_create(OTI_SOCK_REP, &o, &rep, err) != OT_OK ||
-        oti_sock_listen(rep, "tcp://127.0.0.1:0", &port, err) != OT_OK ||
-        oti_server_start(rep, ack_handler, NULL, err) != OT_OK ||
-        oti_sock_create(OTI_SOCK_REQ, &o, &req, err) != OT_OK)
-        exit(1);
-    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
-    if (oti_sock_dial(req, url, OTI_DIAL_WAIT, err) != OT_OK)
-        exit(1);
-    for (i = -2; i < reps; i++) {
-        ot_buf *r = NULL;
-        double t0 = now_ms();
-        if (oti_sock_call(req, buf, bytes, 30000, &r, err) != OT_OK)
+    for (k = 0; k < ns; k++) {
+        if (oti_sock_create(OTI_SOCK_REP, &o, &e->rep[k], err) != OT_OK ||
+            oti_sock_listen(e->rep[k], "tcp://127.0.0.1:0", &port, err) != OT_OK ||
+            oti_server_start(e->rep[k], ack_handler, NULL, err) != OT_OK ||
+            oti_sock_create(OTI_SOCK_REQ, &o, &e->req[k], err) != OT_OK)
             exit(1);
-        ot_buf_release(r);
-        if (i >= 0)
-            t[i] = now_ms() - t0;
+        snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+        if (oti_sock_dial(e->req[k], url, OTI_DIAL_WAIT, err) != OT_OK ||
+            oti_request_create(e->req[k], &e->rq[k], err) != OT_OK)
+            exit(1);
     }
-    m = median(t, (size_t)reps);
-    oti_sock_destroy(req);
-    oti_sock_destroy(rep);
-    free(buf);
-    free(t);
-    return m;
 }
 
-int main(void)
+/* One exchange of `bytes` in all: ns requests of bytes / ns, started
+ * together, then all awaited.  Returns its time in ms. */
+static double echo_once(echo *e, size_t bytes)
+{
+    size_t part = bytes / (size_t)e->ns, n;
+    const uint8_t *d;
+    double t0;
+    int k;
+
+    if (part + 1 > e->cap) {
+        free(e->buf);
+        e->cap = part + 1;
+        if ((e->buf = calloc(1, e->cap)) == NULL)
+            exit(1);
+    }
+    t0 = now_ms();
+    for (k = 0; k < e->ns; k++)
+        if (oti_request_start(e->rq[k], e->buf, part, 30000) != OT_OK)
+            exit(1);
+    for (k = 0; k < e->ns; k++)
+        if (oti_request_wait(e->rq[k]) != OT_OK || oti_request_reply(e->rq[k], &d, &n) != OT_OK)
+            exit(1);
+    return now_ms() - t0;
+}
+
+static void echo_close(echo *e)
+{
+    int k;
+
+    for (k = 0; k < e->ns; k++) {
+        oti_request_destroy(e->rq[k]);
+        oti_sock_destroy(e->req[k]);
+        oti_sock_destroy(e->rep[k]);
+    }
+    free(e->buf);
+}
+
+int main(int argc, char **argv)
 {
     static const size_t keys[3] = {100, 10000, 1000000};
-    static const int reps[3] = {200, 40, 5};
-    double bytes_per_sync[3] = {0, 0, 0};
+    static const int reps[3] = {200, 100, 7};
+    /* optional, for profiling one case: push [KEYS [SHARDS]] */
+    size_t only_keys = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 0;
+    uint32_t only_shards = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 0;
     uint32_t nshards;
     int ki;
 
     for (nshards = 1; nshards <= 2; nshards++) {
         ot_param_server *ps[2] = {NULL, NULL};
         const char *urls[2];
-        ot_config *c = cfg_for(0, nshards);
+        const char *base = nshards == 1 ? "echo" : "echo2";
+        ot_config *c;
         ot_trainer *tr = NULL;
+        echo e;
         uint32_t i;
+        if (only_shards != 0 && nshards != only_shards)
+            continue;
+        c = cfg_for(0, nshards);
         for (i = 0; i < nshards; i++) {
             ot_config *sc = cfg_for(i, nshards);
             if (ot_param_server_create(sc, &ps[i]) != OT_OK ||
@@ -177,46 +227,56 @@ int main(void)
             fprintf(stderr, "connect: %s\n", ot_trainer_errmsg(tr));
             return 1;
         }
+        echo_open(&e, (int)nshards);
         for (ki = 0; ki < 3; ki++) {
-            double *t = calloc((size_t)reps[ki], sizeof(double)), m, b0;
+            double *t, *te, m, me, b0, total = 0;
             int r;
-            if (t == NULL)
+            if (only_keys != 0 && keys[ki] != only_keys)
+                continue;
+            t = calloc((size_t)reps[ki], sizeof(double));
+            te = calloc((size_t)reps[ki], sizeof(double));
+            if (t == NULL || te == NULL)
                 return 1;
-            touch_keys(tr, keys[ki], 0); /* warm-up */
-            if (ot_trainer_sync(tr) != OT_OK)
-                return 1;
-            b0 = stat(tr, "delta_bytes_out");
-            for (r = 0; r < reps[ki]; r++) {
-                double t0;
-                touch_keys(tr, keys[ki], (unsigned)r + 1);
+            /* r < 0: warm-up.  Each sync is followed by a bare exchange of
+             * the bytes it sent, so both see the same machine load. */
+            for (r = -2; r < reps[ki]; r++) {
+                double t0, dt, bytes;
+                touch_keys(tr, keys[ki], (unsigned)(r + 2));
+                b0 = stat(tr, "delta_bytes_out");
                 t0 = now_ms();
                 if (ot_trainer_sync(tr) != OT_OK) {
                     fprintf(stderr, "sync: %s\n", ot_trainer_errmsg(tr));
                     return 1;
                 }
-                t[r] = now_ms() - t0;
+                dt = now_ms() - t0;
+                bytes = stat(tr, "delta_bytes_out") - b0;
+                me = echo_once(&e, (size_t)bytes);
+                if (r >= 0) {
+                    t[r] = dt;
+                    te[r] = me;
+                    total += bytes;
+                }
             }
             m = median(t, (size_t)reps[ki]);
-            bytes_per_sync[ki] = (stat(tr, "delta_bytes_out") - b0) / reps[ki];
+            me = median(te, (size_t)reps[ki]);
             printf("bench.push.shards%u.keys%zu.keys_per_s %.0f keys/s\n", (unsigned)nshards,
                    keys[ki], (double)keys[ki] / (m / 1e3));
             printf("bench.push.shards%u.keys%zu.sync_ms %.3f ms\n", (unsigned)nshards, keys[ki],
                    m);
             printf("bench.push.shards%u.keys%zu.bytes %.0f bytes\n", (unsigned)nshards, keys[ki],
-                   bytes_per_sync[ki]);
+                   total / reps[ki]);
+            printf("bench.push.baseline.%s.keys%zu.keys_per_s %.0f keys/s\n", base, keys[ki],
+                   (double)keys[ki] / (me / 1e3));
+            printf("bench.push.baseline.%s.keys%zu.ms %.3f ms\n", base, keys[ki], me);
             fflush(stdout);
             free(t);
+            free(te);
         }
+        echo_close(&e);
         ot_trainer_destroy(tr);
         for (i = 0; i < nshards; i++)
             ot_param_server_destroy(ps[i]);
         ot_config_destroy(c);
-    }
-    for (ki = 0; ki < 3; ki++) {
-        double m = echo_ms((size_t)bytes_per_sync[ki], reps[ki]);
-        printf("bench.push.baseline.echo.keys%zu.keys_per_s %.0f keys/s\n", keys[ki],
-               (double)keys[ki] / (m / 1e3));
-        printf("bench.push.baseline.echo.keys%zu.ms %.3f ms\n", keys[ki], m);
     }
     return 0;
 }

@@ -17,11 +17,14 @@
  *                                  C = 1 or 4 clients (threads, one client each)
  *  tcp.ex<E>.clients<C>.p50_us/.p99_us  latency of one request
  *  baseline.echo.ex<E>.clients<C>.req_per_s  requests per second of a bare
- *                                  request/reply (lib/transport.h, raw) with
+ *                                  request/reply (lib/transport.h, raw: one
+ *                                  request context per client, reused) with
  *                                  the same request and reply sizes and the
  *                                  same concurrency; .p99_us its latency
  *  tcp.ex<E>.clients<C>.req_per_s  the served requests per second, to set
- *                                  against the baseline
+ *                                  against the baseline (served and echo
+ *                                  phases alternate in 4 slices of 500 ms,
+ *                                  so both see the same machine load)
  *  full.p99_us / nofull.p99_us     in-process latency (1 thread) of calls
  *                                  that started while a full update was being
  *                                  applied (from its publication until the
@@ -48,6 +51,7 @@
 #include "transport.h"
 
 #define PHASE_MS 2000
+#define ROUNDS 4 /* TCP: served and echo phases alternate in this many slices */
 #define NEX 4096
 #define NFEAT 20
 #define MAXLAT 2000000
@@ -230,20 +234,27 @@ static void *tcp_worker(void *arg)
     return NULL;
 }
 
+/* The bare round trip: one request context per client, reused, the reply
+ * read in place (as the prediction client does). */
 static void *echo_worker(void *arg)
 {
     worker *w = arg;
     uint8_t *buf = calloc(1, w->echo_bytes);
     char err[OTI_ERRMSG_LEN];
+    oti_request *rq = NULL;
 
+    if (buf == NULL || oti_request_create(w->echo, &rq, err) != OT_OK)
+        exit(1);
     while (!stop_phase && w->n < MAXLAT) {
-        ot_buf *r = NULL;
+        const uint8_t *d;
+        size_t n;
         double t0 = now_us();
-        if (oti_sock_call(w->echo, buf, w->echo_bytes, 10000, &r, err) != OT_OK)
+        if (oti_request_start(rq, buf, w->echo_bytes, 10000) != OT_OK ||
+            oti_request_wait(rq) != OT_OK || oti_request_reply(rq, &d, &n) != OT_OK)
             exit(1);
-        ot_buf_release(r);
         w->lat[w->n++] = now_us() - t0;
     }
+    oti_request_destroy(rq);
     free(buf);
     return NULL;
 }
@@ -263,7 +274,12 @@ static ot_status echo_handler(void *arg, const uint8_t *req, size_t len, oti_rep
     return st;
 }
 
-/* Runs `n` workers of `fn` for PHASE_MS; returns all latencies in *all. */
+/* Length of the next run_phase(): PHASE_MS, or a slice of it for the
+ * interleaved TCP phases. */
+static int phase_ms = PHASE_MS;
+
+/* Runs `n` workers of `fn` for phase_ms; returns all latencies in *all
+ * (every one the workers hold: they accumulate over calls). */
 static size_t run_phase(void *(*fn)(void *), worker *w, int n, double **all, double **starts)
 {
     pthread_t th[8];
@@ -273,7 +289,7 @@ static size_t run_phase(void *(*fn)(void *), worker *w, int n, double **all, dou
     stop_phase = 0;
     for (i = 0; i < n; i++)
         pthread_create(&th[i], NULL, fn, &w[i]);
-    nap_ms(PHASE_MS);
+    nap_ms(phase_ms);
     stop_phase = 1;
     for (i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
@@ -399,33 +415,22 @@ int main(void)
         free(all);
         free_workers(w, threads[ti]);
     }
+    /* Served and bare echo phases alternate in ROUNDS slices of
+     * PHASE_MS / ROUNDS each, so a change in the machine's load during the
+     * run weighs on both alike. */
     for (ei = 0; ei < 3; ei++) {
         for (ci = 0; ci < 2; ci++) {
-            worker *w = workers(clients[ci]);
+            worker *w = workers(clients[ci]), *we = workers(clients[ci]);
             oti_sock *rep = NULL;
             char err[OTI_ERRMSG_LEN], url[64];
             oti_tp_opts o;
-            int port = 0, i;
-            size_t req_bytes = 12 + (line_off[exs[ei]] - line_off[0]);
+            int port = 0, i, r;
+            size_t req_bytes = 12 + (line_off[exs[ei]] - line_off[0]), ne = 0;
+            double *alle = NULL;
             for (i = 0; i < clients[ci]; i++) {
                 w[i].ex_per_req = (size_t)exs[ei];
                 if (ot_predict_client_create(c, ot_predict_server_url(srv), &w[i].client) != OT_OK)
                     return 1;
-            }
-            n = run_phase(tcp_worker, w, clients[ci], &all, NULL);
-            printf("bench.serve.tcp.ex%d.clients%d.preds_per_s %.0f preds/s\n", exs[ei],
-                   clients[ci], (double)n * exs[ei] / (PHASE_MS / 1e3));
-            printf("bench.serve.tcp.ex%d.clients%d.req_per_s %.0f req/s\n", exs[ei], clients[ci],
-                   (double)n / (PHASE_MS / 1e3));
-            printf("bench.serve.tcp.ex%d.clients%d.p50_us %.1f us\n", exs[ei], clients[ci],
-                   pct(all, n, 0.5));
-            printf("bench.serve.tcp.ex%d.clients%d.p99_us %.1f us\n", exs[ei], clients[ci],
-                   pct(all, n, 0.99));
-            free(all);
-            for (i = 0; i < clients[ci]; i++) {
-                ot_predict_client_destroy(w[i].client);
-                w[i].client = NULL;
-                w[i].n = 0;
             }
             /* the bare baseline with the same sizes and concurrency */
             echo_reply_bytes = 20 + 4 * (size_t)exs[ei];
@@ -437,22 +442,43 @@ int main(void)
                 return 1;
             snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
             for (i = 0; i < clients[ci]; i++) {
-                w[i].echo_bytes = req_bytes;
-                if (oti_sock_create(OTI_SOCK_REQ, &o, &w[i].echo, err) != OT_OK ||
-                    oti_sock_dial(w[i].echo, url, OTI_DIAL_WAIT, err) != OT_OK)
+                we[i].echo_bytes = req_bytes;
+                if (oti_sock_create(OTI_SOCK_REQ, &o, &we[i].echo, err) != OT_OK ||
+                    oti_sock_dial(we[i].echo, url, OTI_DIAL_WAIT, err) != OT_OK)
                     return 1;
             }
-            n = run_phase(echo_worker, w, clients[ci], &all, NULL);
+            phase_ms = PHASE_MS / ROUNDS;
+            all = NULL;
+            n = 0;
+            for (r = 0; r < ROUNDS; r++) {
+                free(all);
+                free(alle);
+                n = run_phase(tcp_worker, w, clients[ci], &all, NULL);
+                ne = run_phase(echo_worker, we, clients[ci], &alle, NULL);
+            }
+            phase_ms = PHASE_MS;
+            printf("bench.serve.tcp.ex%d.clients%d.preds_per_s %.0f preds/s\n", exs[ei],
+                   clients[ci], (double)n * exs[ei] / (PHASE_MS / 1e3));
+            printf("bench.serve.tcp.ex%d.clients%d.req_per_s %.0f req/s\n", exs[ei], clients[ci],
+                   (double)n / (PHASE_MS / 1e3));
+            printf("bench.serve.tcp.ex%d.clients%d.p50_us %.1f us\n", exs[ei], clients[ci],
+                   pct(all, n, 0.5));
+            printf("bench.serve.tcp.ex%d.clients%d.p99_us %.1f us\n", exs[ei], clients[ci],
+                   pct(all, n, 0.99));
             printf("bench.serve.baseline.echo.ex%d.clients%d.req_per_s %.0f req/s\n", exs[ei],
-                   clients[ci], (double)n / (PHASE_MS / 1e3));
+                   clients[ci], (double)ne / (PHASE_MS / 1e3));
             printf("bench.serve.baseline.echo.ex%d.clients%d.p99_us %.1f us\n", exs[ei],
-                   clients[ci], pct(all, n, 0.99));
+                   clients[ci], pct(alle, ne, 0.99));
             fflush(stdout);
             free(all);
-            for (i = 0; i < clients[ci]; i++)
-                oti_sock_destroy(w[i].echo);
+            free(alle);
+            for (i = 0; i < clients[ci]; i++) {
+                ot_predict_client_destroy(w[i].client);
+                oti_sock_destroy(we[i].echo);
+            }
             oti_sock_destroy(rep);
             free_workers(w, clients[ci]);
+            free_workers(we, clients[ci]);
         }
     }
     /* p99 while full updates land vs the rest */

@@ -238,7 +238,8 @@ typedef enum ot_option {
     OT_OPT_TLS_SERVER_NAME = 326,     /**< "tls_server_name": name a dialer expects in the server's certificate (default "": the URL's host). */
     OT_OPT_HMAC_KEY = 327,            /**< "hmac_key": shared key, in hex, authenticating every message (default "": off). */
     OT_OPT_MAX_DELTA_ENTRIES = 328,   /**< "max_delta_entries": most values a server accepts in one ADD frame (default 16777216). */
-    OT_OPT_MAX_PREDICT_BATCH = 329    /**< "max_predict_batch": most examples in one prediction request (default 4096). */
+    OT_OPT_MAX_PREDICT_BATCH = 329,   /**< "max_predict_batch": most examples in one prediction request (default 4096). */
+    OT_OPT_MAX_CONNECTIONS = 330      /**< "max_connections": connections each of a role's sockets holds at once; more are closed and counted (default 1024; 0: no limit). */
 } ot_option;
 
 /** Creates a config holding every option at its default.  @p out receives it. */
@@ -1157,7 +1158,15 @@ OT_API ot_status ot_trainer_connect_shards(ot_trainer *tr, const char *const *ur
  */
 OT_API ot_status ot_trainer_learn(ot_trainer *tr, const ot_example *ex, float *loss);
 
-/** Learns @p n examples (one mini-batch), then syncs if due. */
+/**
+ * Learns @p n examples in order with ot_model_learn_batch(), split at the
+ * sync points of sync_every_examples so that each sync comes after the same
+ * example as with ot_trainer_learn() one at a time (each part is one
+ * mini-batch); sync_interval_ms is checked after each part.  @p losses as
+ * ot_model_learn_batch().  Every example is checked first: OT_EINVAL learns
+ * nothing.  After a failed sync the rest of the examples are learned without
+ * syncing and the failure is returned (the delta is kept for the next sync).
+ */
 OT_API ot_status ot_trainer_learn_batch(ot_trainer *tr, const ot_example *const *ex, size_t n,
                                         float *losses);
 
@@ -1166,6 +1175,11 @@ OT_API ot_status ot_trainer_learn_batch(ot_trainer *tr, const ot_example *const 
  * aggregated update it returns.  A request that times out is resent with
  * the same sequence number (sync_retries times), so the server applies it
  * once; after that the delta stays pending and the next sync resends it.
+ * A durable server (docs/durability.md) answers OT_EIO when it could not
+ * log the delta (not applied: the delta goes back into local - snapshot and
+ * a later sync sends it as a new frame) and OT_EBUSY when it applied the
+ * delta but could not make it durable (it stays pending, like a timeout,
+ * and a later sync gets it acknowledged once the server has checkpointed).
  */
 OT_API ot_status ot_trainer_sync(ot_trainer *tr);
 

@@ -134,6 +134,8 @@ static const option_def option_table[] = {
         "most values a server accepts in one ADD frame; larger frames are refused"),
     I64(OT_OPT_MAX_PREDICT_BATCH, "max_predict_batch", 4096, 1, INT64_C(1) << 24,
         "most examples a predictor accepts in one prediction request"),
+    I64(OT_OPT_MAX_CONNECTIONS, "max_connections", 1024, 0, 65536,
+        "connections each of a role's sockets holds at once; more are closed at once and counted (0: no limit)"),
 };
 
 #define NOPT (sizeof(option_table) / sizeof(option_table[0]))

@@ -73,6 +73,7 @@ struct oti_dur {
     pthread_mutex_t hold_mu;
     pthread_cond_t hold_cv;
     int crashed; /* atomic */
+    int fail_ckpt; /* atomic: test hook, the next checkpoint write fails */
     int closing; /* under hold_mu */
     oti_crash_fn crash_fn;
     void *crash_arg;
@@ -573,15 +574,16 @@ ot_status oti_dur_log(oti_dur *d, ot_delta_decoder *dec, const ot_model *master,
     return OT_OK;
 }
 
-static void sync_log(oti_dur *d, uint64_t ticket)
+static ot_status sync_log(oti_dur *d, uint64_t ticket, char *err)
 {
-    char err[OTI_ERRMSG_LEN];
     int did = 0;
+    ot_status st = oti_wal_sync(d->wal, ticket, &did, err);
 
-    if (oti_wal_sync(d->wal, ticket, &did, err) != OT_OK)
+    if (st != OT_OK)
         count(d, OTI_DS_WAL_ERRORS, 1);
     if (did)
         count(d, OTI_DS_WAL_SYNCS, 1);
+    return st;
 }
 
 uint64_t oti_dur_ticket(const oti_dur *d)
@@ -589,18 +591,27 @@ uint64_t oti_dur_ticket(const oti_dur *d)
     return d != NULL && d->wal != NULL ? oti_wal_written(d->wal) : 0;
 }
 
-void oti_dur_commit(oti_dur *d, uint64_t ticket)
+ot_status oti_dur_commit(oti_dur *d, uint64_t ticket, char *err)
 {
+    char why[OTI_ERRMSG_LEN];
+
     if (d == NULL || d->wal == NULL || ticket == 0 || d->policy != OTI_WAL_SYNC_EVERY)
-        return;
-    sync_log(d, ticket);
+        return OT_OK;
+    why[0] = '\0';
+    if (sync_log(d, ticket, why) == OT_OK)
+        return OT_OK;
+    return oti_err(err, OT_EBUSY, "%s; the reply is withheld until a checkpoint succeeds "
+                                  "(resend: a delta already applied is acknowledged as a "
+                                  "duplicate)", why);
 }
 
 /* ---- checkpoints ------------------------------------------------------------------------- */
 
 int oti_dur_checkpoint_due(const oti_dur *d, uint64_t version)
 {
-    return d != NULL && (!d->have_ckpt || d->last_ckpt != version);
+    /* A broken log is mended only by a checkpoint, even of the same version. */
+    return d != NULL && (!d->have_ckpt || d->last_ckpt != version ||
+                         (d->wal != NULL && oti_wal_broken(d->wal)));
 }
 
 ot_status oti_dur_rotate(oti_dur *d, uint64_t version, char *err)
@@ -608,6 +619,21 @@ ot_status oti_dur_rotate(oti_dur *d, uint64_t version, char *err)
     if (d == NULL || d->wal == NULL)
         return OT_OK;
     return oti_wal_rotate(d->wal, version, err);
+}
+
+/* The checkpoint test hook: a disk that fills up while "<path>.tmp" is
+ * written (half a header is left behind, as a crash would leave it). */
+static ot_status fail_write(const char *path, char *err)
+{
+    char tmp[PATH_CAP + 8];
+    FILE *fp;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if ((fp = fopen(tmp, "wb")) != NULL) {
+        fwrite("OTCKPT", 1, 6, fp);
+        fclose(fp);
+    }
+    return oti_err(err, OT_EIO, "cannot write %s: %s (test hook)", tmp, strerror(ENOSPC));
 }
 
 /* After checkpoint v is complete: keeps v and the newest one before it (p),
@@ -657,13 +683,23 @@ ot_status oti_dur_checkpoint(oti_dur *d, char *err)
         return oti_err(err, OT_ESTATE, "the server has crashed (test hook)");
     }
     t0 = mono_ms();
+    /* Sync the log before the capture, so that the fdatasync the rotation
+     * does under the master lock finds little left to write. */
+    if (d->wal != NULL && d->policy != OTI_WAL_SYNC_NONE && !oti_wal_broken(d->wal))
+        (void)sync_log(d, oti_wal_written(d->wal), err);
+    err[0] = '\0';
     d->cs.skip = 0;
     d->cs.shard = d->shard;
     d->cs.ntrainers = 0;
     st = d->h.capture(d->h.arg, d->scratch, &d->cs, err);
     if (st == OT_OK && !d->cs.skip) {
         ckpt_path(d, d->cs.version, path);
-        st = oti_ckpt_save(&d->alloc, path, d->scratch, &d->cs, err);
+        if (__atomic_exchange_n(&d->fail_ckpt, 0, __ATOMIC_ACQ_REL))
+            st = fail_write(path, err); /* test hook */
+        else
+            st = oti_ckpt_save(&d->alloc, path, d->scratch, &d->cs, err);
+        if (st == OT_OK && d->wal != NULL)
+            oti_wal_mend(d->wal); /* nothing before this checkpoint is needed now */
         if (st == OT_OK) {
             d->last_ckpt = d->cs.version;
             d->have_ckpt = 1;
@@ -679,6 +715,16 @@ ot_status oti_dur_checkpoint(oti_dur *d, char *err)
         count(d, OTI_DS_CHECKPOINT_ERRORS, 1);
     pthread_mutex_unlock(&d->ckpt_mu);
     return st;
+}
+
+void oti_dur_fail_next(oti_dur *d, int what)
+{
+    if (d == NULL)
+        return;
+    if (what & OTI_DUR_FAIL_CHECKPOINT)
+        __atomic_store_n(&d->fail_ckpt, 1, __ATOMIC_RELEASE);
+    if (d->wal != NULL)
+        oti_wal_fail_next(d->wal, what);
 }
 
 /* ---- the background thread ------------------------------------------------------------- */
@@ -715,7 +761,9 @@ static void *dur_main(void *arg)
             next_sync = next_ckpt = next_retry = never;
         } else {
             if (now >= next_sync) {
-                sync_log(d, oti_wal_written(d->wal));
+                /* A broken log waits for the checkpoint below instead. */
+                if (!oti_wal_broken(d->wal))
+                    (void)sync_log(d, oti_wal_written(d->wal), err);
                 next_sync = now + (uint64_t)d->sync_ms;
             }
             if (now >= next_ckpt) {
@@ -785,6 +833,24 @@ void oti_dur_refresh_transport(oti_dur *d, const oti_sock *rep)
     counter_max(d, OTI_DS_DROP_REPLAY, t.drop_replay);
     counter_max(d, OTI_DS_DROP_OVERSIZE, t.drop_oversize);
     counter_max(d, OTI_DS_DROP_SHORT, t.drop_short);
+}
+
+void oti_dur_refresh_conns(oti_dur *d, const oti_sock *rep, const oti_sock *pub)
+{
+    oti_tp_stats t;
+    uint64_t n = 0;
+
+    if (d == NULL)
+        return;
+    if (rep != NULL) {
+        oti_sock_stats(rep, &t);
+        n += t.refused_conns;
+    }
+    if (pub != NULL) {
+        oti_sock_stats(pub, &t);
+        n += t.refused_conns;
+    }
+    counter_max(d, OTI_DS_REFUSED_CONNS, n);
 }
 
 /* ---- crash simulation ------------------------------------------------------------------ */

@@ -192,7 +192,8 @@ ot_status oti_wal_attach(oti_wal *w, uint64_t start, uint64_t end, char *err);
  * server's master lock).  On success *ticket is what oti_wal_sync() needs
  * to make this record durable.  A failed write is cut back off the file;
  * if that fails too the log is broken: every later append fails with
- * OT_EIO until oti_wal_rotate() starts a new segment.  OT_EIO, OT_ENOMEM.
+ * OT_EIO until oti_wal_mend() (after a checkpoint) or oti_wal_attach().
+ * OT_EIO, OT_ENOMEM.
  */
 ot_status oti_wal_append(oti_wal *w, const oti_wal_rec *r, uint64_t *ticket, char *err);
 
@@ -201,7 +202,9 @@ ot_status oti_wal_append(oti_wal *w, const oti_wal_rec *r, uint64_t *ticket, cha
  * fsync among the callers waiting at the same time (group commit).  Safe
  * from any thread, without the appenders' lock.  *did (may be NULL) is set
  * to 1 when this call ran an fdatasync.  A failed fdatasync breaks the log
- * (see oti_wal_append) and gives OT_EIO.
+ * (see oti_wal_append) and gives OT_EIO; so does a sync of a broken log
+ * (without trying: a second fdatasync may succeed although pages were
+ * lost).
  */
 ot_status oti_wal_sync(oti_wal *w, uint64_t ticket, int *did, char *err);
 
@@ -211,14 +214,29 @@ uint64_t oti_wal_written(const oti_wal *w);
 /* Whether appends are refused (a write or an fdatasync failed). */
 int oti_wal_broken(const oti_wal *w);
 
+/* After the checkpoint at the open segment's start was written: clears the
+ * broken state when the break happened before oti_wal_rotate() started
+ * the segment (nothing before it is needed any more); a break since then
+ * stays. */
+void oti_wal_mend(oti_wal *w);
+
+/* Test hook: the next append writes half its record and fails with ENOSPC
+ * (OTI_WAL_FAIL_WRITE), the next fdatasync of oti_wal_sync() fails with EIO
+ * (OTI_WAL_FAIL_SYNC).  Bits may be combined; each fires once.  Any thread. */
+#define OTI_WAL_FAIL_WRITE 1
+#define OTI_WAL_FAIL_SYNC 2
+void oti_wal_fail_next(oti_wal *w, int what);
+
 /* The start version of the open segment. */
 uint64_t oti_wal_segment_start(const oti_wal *w);
 
 /*
  * Starts a new segment wal-<start> (caller holds the appenders' lock): the
- * open one is fdatasync'd (unless the policy is "none") and closed.  When
- * the open segment already starts at `start` and holds no record it is
- * kept.  OT_EIO; on failure the open segment stays in use.
+ * open one is fdatasync'd (unless the policy is "none" or the log is
+ * broken) and closed.  When the open segment already starts at `start` and
+ * holds no record appended since it was opened, it is kept (cut back to
+ * its last good record when broken).  A broken log stays broken (see
+ * oti_wal_mend).  OT_EIO; on failure the open segment stays in use.
  */
 ot_status oti_wal_rotate(oti_wal *w, uint64_t start, char *err);
 
@@ -267,6 +285,7 @@ enum {
     OTI_DS_DROP_REPLAY,        /* "drop_replay": replayed requests (transport) */
     OTI_DS_DROP_OVERSIZE,      /* "drop_oversize": requests over recv_max_bytes (transport, inproc) */
     OTI_DS_DROP_SHORT,         /* "drop_short": requests too short for the trailer (transport) */
+    OTI_DS_REFUSED_CONNS,      /* "refused_connections": connections over max_connections (transport) */
     OTI_DS_COUNT
 };
 
@@ -319,11 +338,16 @@ uint64_t oti_dur_ticket(const oti_dur *d);
 
 /* After the master lock is released, before the reply: makes the record
  * durable as wal_sync says (every: now; interval and none: later).  A
- * failed sync is counted and breaks the log; the frame stays applied. */
-void oti_dur_commit(oti_dur *d, uint64_t ticket);
+ * failed sync is counted (wal_errors) and breaks the log; the frame stays
+ * applied, and OT_EBUSY (detail in err) says that the reply must not go
+ * out: the trainer resends the frame (OT_EBUSY is transient for it) and
+ * gets a duplicate's acknowledgement once a checkpoint has made the master
+ * durable (the background thread tries one a second while the log is
+ * broken).  OT_OK otherwise. */
+ot_status oti_dur_commit(oti_dur *d, uint64_t ticket, char *err);
 
 /* Under the master lock (from the capture hook): whether a checkpoint at
- * `version` would hold anything new. */
+ * `version` would hold anything new (or mend a broken log). */
 int oti_dur_checkpoint_due(const oti_dur *d, uint64_t version);
 
 /* Under the master lock (from the capture hook): starts a new log segment
@@ -352,6 +376,23 @@ ot_status oti_dur_finish(oti_dur *d, char *err);
 /* Copies the request socket's drop counters into the stats (any thread;
  * the socket must stay open during the call). */
 void oti_dur_refresh_transport(oti_dur *d, const oti_sock *rep);
+
+/* Copies the connections refused by the request socket and the publishing
+ * socket (either may be NULL) into refused_connections; as above. */
+void oti_dur_refresh_conns(oti_dur *d, const oti_sock *rep, const oti_sock *pub);
+
+/* ---- test hooks: failing disks -------------------------------------------- */
+
+/* The next checkpoint write fails with OT_EIO (ENOSPC), leaving a partial
+ * "<name>.tmp" behind.  Combine with OTI_WAL_FAIL_WRITE / _SYNC. */
+#define OTI_DUR_FAIL_CHECKPOINT 4
+
+/* Arms the failures in `what` (OTI_DUR_FAIL_CHECKPOINT, OTI_WAL_FAIL_*); each
+ * fires once.  Any thread. */
+void oti_dur_fail_next(oti_dur *d, int what);
+/* The same on a server (param_server.c).  OT_EINVAL, OT_ESTATE (checkpoint_dir
+ * is not set). */
+ot_status oti_param_server_fail_next(ot_param_server *ps, int what);
 
 /* ---- test hooks: a simulated crash --------------------------------------- */
 

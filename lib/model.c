@@ -1198,10 +1198,9 @@ static ot_status grow_batch(ot_model *m, size_t n)
     return OT_OK;
 }
 
-ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t n, float *losses)
+ot_status oti_model_check_batch(ot_model *m, const ot_example *const *ex, size_t n)
 {
-    float rate, *D, *Dn, *t;
-    size_t i, k;
+    size_t i;
     ot_status st;
 
     if (m == NULL)
@@ -1214,6 +1213,17 @@ ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t 
         if ((st = check_example(m, ex[i], 1, m->errmsg)) != OT_OK)
             return st;
     }
+    return OT_OK;
+}
+
+ot_status ot_model_learn_batch(ot_model *m, const ot_example *const *ex, size_t n, float *losses)
+{
+    float rate, *D, *Dn, *t;
+    size_t i, k;
+    ot_status st;
+
+    if ((st = oti_model_check_batch(m, ex, n)) != OT_OK)
+        return st;
     if (m->nlayers == 0) {
         for (i = 0; i < n; i++) {
             prefetch_ahead(m, ex, n, i);

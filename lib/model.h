@@ -128,6 +128,13 @@ const oti_params *oti_model_params_c(const ot_model *m);
 ot_status oti_model_gradient(const ot_model *m, const ot_example *ex, float *grad, double *loss);
 
 /*
+ * The checks ot_model_learn_batch() makes before it learns anything: OT_OK
+ * when it would accept every one of the n examples, else OT_EINVAL with the
+ * reason in the model's errmsg.  Changes nothing else.
+ */
+ot_status oti_model_check_batch(ot_model *m, const ot_example *const *ex, size_t n);
+
+/*
  * Builds a model from a shape (copied).  With init 0 every array is left
  * zero (load and clone fill them); with init 1 the deep and embedding
  * weights are drawn from the seeded generator.  On failure the detail is

@@ -6,7 +6,7 @@
  * Locks, always taken in this order (a thread holding one may take a later
  * one, never an earlier one):
  *
- *   pub_mu    the publishing side: pub_enc, published, pub_seq, the PUB
+ *   pub_mu    the publishing side: pub_enc, published, pub_seq, pub_version, the PUB
  *             socket and the started/stopped state seen by publish;
  *   build_mu  building full copies: full_enc, fc_model, fc_snap;
  *   mu        the master model, its version, the decoder, the change log
@@ -67,6 +67,7 @@ enum {
     S_TRAINERS,
     S_LOG_BYTES,
     S_LOG_ENTRIES,
+    S_PUBLISHED_VERSION,
     S_DUR, /* durability and limits: OTI_DS_COUNT stats (durable.h), in its order */
     S_COUNT = S_DUR + OTI_DS_COUNT
 };
@@ -100,6 +101,7 @@ static const oti_stat_def stat_defs[S_COUNT] = {
     {"trainers", OTI_GAUGE, "distinct trainer ids seen"},
     {"log_bytes", OTI_GAUGE, "bytes held by the change log"},
     {"log_entries", OTI_GAUGE, "frames held by the change log"},
+    {"published_version", OTI_GAUGE, "master version of the newest update published to predictors"},
     /* S_DUR: the order of OTI_DS_* (durable.h; docs/durability.md) */
     {"checkpoints", OTI_COUNTER, "checkpoints written"},
     {"checkpoint_errors", OTI_COUNTER, "checkpoints that failed"},
@@ -119,6 +121,7 @@ static const oti_stat_def stat_defs[S_COUNT] = {
     {"drop_replay", OTI_COUNTER, "requests dropped by the transport: replayed message"},
     {"drop_oversize", OTI_COUNTER, "requests dropped by the transport: over recv_max_bytes"},
     {"drop_short", OTI_COUNTER, "requests dropped by the transport: too short for the HMAC trailer"},
+    {"refused_connections", OTI_COUNTER, "connections closed at once: max_connections were open (trainer and predictor sockets)"},
 };
 
 /* ---- types ------------------------------------------------------------------ */
@@ -137,6 +140,7 @@ typedef struct log_entry {
     uint32_t sender;
     size_t len;
     uint8_t *data;
+    oti_kept *kept; /* non-NULL: data is this kept request's bytes, not a copy */
 } log_entry;
 
 typedef struct trainer_rec {
@@ -171,6 +175,7 @@ struct ot_param_server {
     ot_delta_encoder *pub_enc;
     ot_snapshot *published;
     uint64_t pub_seq;
+    uint64_t pub_version; /* master version of the newest update published */
     uint8_t *pub_scratch;
     size_t pub_scratch_cap;
 
@@ -198,21 +203,21 @@ struct ot_param_server {
     /* stop and destroy */
     pthread_mutex_t life_mu;
 
-    /* publisher thread */
+    /* publisher threads: real-time updates (thr), full updates (thr_full) */
     pthread_mutex_t thr_mu;
     pthread_cond_t thr_cv;
-    pthread_t thr;
-    int thr_running, thr_stop;
+    pthread_t thr, thr_full;
+    int thr_running, thr_full_running, thr_stop;
 };
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static uint64_t mono_ms(void)
+static uint64_t mono_ns(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t get_version(const ot_param_server *ps)
@@ -397,14 +402,23 @@ static log_entry *log_at(ot_param_server *ps, size_t i)
     return &ps->log[(ps->log_head + i) % ps->log_cap];
 }
 
+static void log_entry_free(const oti_alloc *a, log_entry *e)
+{
+    if (e->kept != NULL)
+        oti_kept_free(e->kept);
+    else
+        oti_free(a, e->data, e->len);
+    e->kept = NULL;
+    e->data = NULL;
+}
+
 static void log_evict(ot_param_server *ps)
 {
     log_entry *e = log_at(ps, 0);
 
     ps->log_floor = e->version;
     ps->log_bytes -= e->len;
-    oti_free(&ps->alloc, e->data, e->len);
-    e->data = NULL;
+    log_entry_free(&ps->alloc, e);
     ps->log_head = (ps->log_head + 1) % ps->log_cap;
     ps->log_count--;
 }
@@ -424,12 +438,15 @@ static void log_clear(ot_param_server *ps, uint64_t floor)
 }
 
 /* Appends a frame applied as `version`; a frame that cannot be kept raises
- * the floor instead (trainers behind it resync). */
-static void log_append(ot_param_server *ps, uint64_t version, uint32_t sender, const uint8_t *d,
-                       size_t len)
+ * the floor instead (trainers behind it resync).  With `keep_from` (d is
+ * the request that reply answers) the request itself is kept, not a copy:
+ * no fresh pages for a large delta. */
+static void log_store(ot_param_server *ps, uint64_t version, uint32_t sender, const uint8_t *d,
+                      size_t len, oti_reply *keep_from)
 {
     log_entry *e;
     uint8_t *copy;
+    oti_kept *kept = NULL;
 
     if (len > ps->log_limit) {
         log_clear(ps, version);
@@ -452,20 +469,31 @@ static void log_append(ot_param_server *ps, uint64_t version, uint32_t sender, c
         ps->log_cap = ncap;
         ps->log_head = 0;
     }
-    copy = oti_malloc(&ps->alloc, len);
-    if (copy == NULL) {
-        log_clear(ps, version);
-        return;
+    if (keep_from != NULL && (kept = oti_reply_keep_request(keep_from)) != NULL) {
+        copy = (uint8_t *)d;
+    } else {
+        copy = oti_malloc(&ps->alloc, len);
+        if (copy == NULL) {
+            log_clear(ps, version);
+            return;
+        }
+        memcpy(copy, d, len);
     }
-    memcpy(copy, d, len);
     e = &ps->log[(ps->log_head + ps->log_count) % ps->log_cap];
     e->version = version;
     e->sender = sender;
     e->len = len;
     e->data = copy;
+    e->kept = kept;
     ps->log_count++;
     ps->log_bytes += len;
     log_stats(ps);
+}
+
+static void log_append(ot_param_server *ps, uint64_t version, uint32_t sender, const uint8_t *d,
+                       size_t len)
+{
+    log_store(ps, version, sender, d, len, NULL);
 }
 
 /* The trainer record of `sender`, created when absent; NULL on ENOMEM. */
@@ -517,7 +545,7 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
                              oti_reply *reply)
 {
     char *err = oti_reply_errbuf(reply);
-    uint64_t fp, seq, base, entries, v;
+    uint64_t fp, seq, base, entries, v, last;
     uint32_t sender;
     ot_status st;
     uint8_t *scaled = NULL;
@@ -528,11 +556,18 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
     uint64_t ticket = 0;
     oti_ctl ack;
 
-    /* Checks that need no model, outside the lock. */
-    st = ot_delta_check(req, len);
+    /* A frame that is applied is validated once, by the apply under the
+     * lock; until then its header fields only route it.  One of another
+     * model, one to be scaled first, and one that will not be applied (a
+     * duplicate, an older sequence, no entries: below) get every check that
+     * needs no model first, so a refusal says why. */
     fp = peek(req, len, OT_DELTA_FIELD_FINGERPRINT);
-    if ((st == OT_OK || st == OT_ENONFINITE) && fp != ps->fingerprint)
-        st = OT_EMISMATCH;
+    st = OT_OK;
+    if (fp != ps->fingerprint || ps->scale != 1.0f) {
+        st = ot_delta_check(req, len);
+        if ((st == OT_OK || st == OT_ENONFINITE) && fp != ps->fingerprint)
+            st = OT_EMISMATCH;
+    }
     if (st != OT_OK) {
         count_rejected(ps, st);
         if (st == OT_EMISMATCH)
@@ -560,14 +595,24 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
     }
 
     pthread_mutex_lock(&ps->mu);
-    tr = trainer_get(ps, sender, 1);
-    if (tr == NULL) {
+    /* The sender's record is added only after the frame passed its checks
+     * (a damaged sender id adds none); room for it is made now, so adding
+     * it after the apply cannot fail. */
+    tr = trainer_get(ps, sender, 0);
+    last = tr != NULL ? tr->last_seq : 0;
+    if (tr == NULL && oti_grow(&ps->alloc, (void **)&ps->trainers, &ps->trainers_cap,
+                               ps->ntrainers + 1, sizeof(*ps->trainers)) != 0) {
         pthread_mutex_unlock(&ps->mu);
         oti_free(&ps->alloc, scaled, len);
         return oti_err(err, OT_ENOMEM, "out of memory for the trainer table");
     }
-    if (seq < tr->last_seq) {
-        uint64_t last = tr->last_seq;
+    if ((seq <= last || entries == 0) && ps->scale == 1.0f &&
+        (st = ot_delta_check(req, len)) != OT_OK) {
+        pthread_mutex_unlock(&ps->mu);
+        count_rejected(ps, st);
+        return oti_err(err, st, "delta refused: %s", ot_strerror(st));
+    }
+    if (seq < last) {
         pthread_mutex_unlock(&ps->mu);
         oti_free(&ps->alloc, scaled, len);
         count(ps, S_REJ_REPLAY, 1);
@@ -575,7 +620,7 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
                        "trainer %u sent sequence %llu, its last applied is %llu", sender,
                        (unsigned long long)seq, (unsigned long long)last);
     }
-    if (seq == tr->last_seq) {
+    if (seq == last) {
         duplicate = 1;
     } else if (entries > 0) {
         /* With the write-ahead log on, the frame is validated and logged
@@ -594,10 +639,13 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
             return st;
         }
         set_version(ps, ps->version + 1);
-        log_append(ps, ps->version, sender, frame, len);
+        log_store(ps, ps->version, sender, frame, len, frame == req ? reply : NULL);
     }
-    if (!duplicate)
+    if (!duplicate) {
+        if (tr == NULL)
+            tr = trainer_get(ps, sender, 1); /* room was made above */
         tr->last_seq = seq;
+    }
     v = ps->version;
 
     /* The aggregated update: logged frames of other trainers after base. */
@@ -639,7 +687,8 @@ static ot_status handle_sync(ot_param_server *ps, const uint8_t *req, size_t len
     ticket = oti_dur_ticket(ps->dur);
     pthread_mutex_unlock(&ps->mu);
     oti_free(&ps->alloc, scaled, len);
-    oti_dur_commit(ps->dur, ticket);
+    if ((st = oti_dur_commit(ps->dur, ticket, err)) != OT_OK)
+        return st; /* applied but not durable: no acknowledgement (durable.h) */
     if (oti_dur_crash_point(ps->dur, v, !duplicate && entries > 0))
         return oti_err(err, OT_ECLOSED, "the server is stopping");
 
@@ -679,7 +728,10 @@ static ot_status handle_full_req(ot_param_server *ps, const oti_ctl *c, oti_repl
         return st;
     /* A full copy shows the master: the records of every version it holds
      * were logged before it was made; make them durable first. */
-    oti_dur_commit(ps->dur, oti_dur_ticket(ps->dur));
+    if ((st = oti_dur_commit(ps->dur, oti_dur_ticket(ps->dur), err)) != OT_OK) {
+        fullcopy_release(ps, fc);
+        return st;
+    }
     if (c->chunk >= fc->n) {
         st = oti_err(err, OT_ERANGE, "full copy of version %llu has %zu chunks, asked for %u",
                      (unsigned long long)fc->version, fc->n, c->chunk);
@@ -775,7 +827,14 @@ static ot_status handler(void *arg, const uint8_t *req, size_t len, oti_reply *r
     return st;
 }
 
-/* ---- publishing (pub_mu held) ------------------------------------------------ */
+/* ---- publishing ------------------------------------------------------------ */
+
+/* pub_mu held: records that predictors were sent the master at `v`. */
+static void set_pub_version_locked(ot_param_server *ps, uint64_t v)
+{
+    ps->pub_version = v;
+    oti_stats_set(&ps->stats, S_PUBLISHED_VERSION, (double)v);
+}
 
 /* Publishes a copy of `frame` restamped with the publisher's next sequence. */
 static ot_status publish_restamped(ot_param_server *ps, const uint8_t *frame, size_t len,
@@ -799,6 +858,8 @@ static ot_status publish_restamped(ot_param_server *ps, const uint8_t *frame, si
     return st;
 }
 
+/* A full update while pub_mu is held throughout (on demand, and for a
+ * real-time update that carried every value). */
 static ot_status publish_full_locked(ot_param_server *ps, char *err)
 {
     fullcopy *fc = NULL;
@@ -819,9 +880,12 @@ static ot_status publish_full_locked(ot_param_server *ps, char *err)
         count(ps, S_FULL_UPDATES, 1);
         count(ps, S_FULL_BYTES, fc->bytes);
     }
-    /* What the predictors are sent is the full copy, even if a chunk failed. */
+    /* What the predictors are sent is the full copy, even if a chunk failed.
+     * The copy was made under pub_mu, so it is at least as new as every
+     * update published before it. */
     ot_snapshot_release(ps->published);
     ps->published = snap;
+    set_pub_version_locked(ps, fc->version);
     fullcopy_release(ps, fc);
     return st;
 }
@@ -873,6 +937,8 @@ static ot_status publish_rt_locked(ot_param_server *ps, char *err)
         count(ps, S_RT_UPDATES, 1);
         count(ps, S_RT_ENTRIES, entries);
         count(ps, S_RT_BYTES, bytes);
+        if (v > ps->pub_version)
+            set_pub_version_locked(ps, v);
     }
     return st;
 }
@@ -892,48 +958,192 @@ static ot_status do_publish(ot_param_server *ps, int full, char *err)
     return st;
 }
 
-static void *publisher_main(void *arg)
+/*
+ * pub_mu held, right after the first chunk of a scheduled full update made
+ * at master version `v` went out: the published snapshot becomes that copy.
+ * A real-time update published after the copy was made carried newer values
+ * and cleared their rows' touched marks; the predictors drop those values
+ * when they swap the copy in.  So every row is marked touched and a
+ * real-time update goes out now, inside the full update: predictors replay
+ * it on top of the copy (docs/protocol.md), and nothing is lost or served
+ * older.  (With real-time updates off the caller sends a copy at least as
+ * new as pub_version instead, so this never publishes then.)
+ */
+static ot_status switch_to_full_locked(ot_param_server *ps, ot_snapshot *snap, uint64_t v,
+                                       char *err)
+{
+    size_t i;
+
+    ot_snapshot_release(ps->published);
+    ps->published = snap;
+    if (ps->pub_version <= v) {
+        set_pub_version_locked(ps, v);
+        return OT_OK;
+    }
+    pthread_mutex_lock(&ps->mu);
+    {
+        oti_params *p = oti_model_params(ps->master);
+        for (i = 0; i < p->nblocks; i++)
+            if (p->blocks[i].touched_bits != NULL)
+                p->blocks[i].all_touched = 1;
+    }
+    pthread_mutex_unlock(&ps->mu);
+    return publish_rt_locked(ps, err);
+}
+
+/*
+ * pub_mu held: replaces *fc (and its snapshot *snap) with the newest full
+ * copy, at least as new as every update published so far.
+ */
+static ot_status renew_copy_locked(ot_param_server *ps, fullcopy **fc, ot_snapshot **snap,
+                                   char *err)
+{
+    fullcopy *nf = NULL;
+    ot_status st;
+
+    pthread_mutex_lock(&ps->build_mu);
+    st = newest_locked(ps, &nf, err);
+    if (st == OT_OK) {
+        ot_snapshot_release(*snap);
+        *snap = ot_snapshot_retain(ps->fc_snap);
+        fullcopy_release(ps, *fc);
+        *fc = nf;
+    }
+    pthread_mutex_unlock(&ps->build_mu);
+    return st;
+}
+
+/*
+ * The scheduled full update: when real-time updates are on, a real-time
+ * update first; then the copy, built (or reused) under build_mu alone, its
+ * chunks going out one at a time, each under pub_mu, so the real-time
+ * publisher is never held behind a full update for longer than one chunk
+ * takes to send.  When real-time updates are off (rt_interval_ms 0), a full
+ * update is only the full update: if an update published on demand after the
+ * copy was made is newer than the copy, a copy of the newest master is made
+ * (under pub_mu) and sent instead, so no real-time update is needed after the
+ * first chunk.  `between` (tests) runs after the copy is made, before its
+ * first chunk goes out.
+ */
+static ot_status publish_full_chunked(ot_param_server *ps, void (*between)(void *), void *arg,
+                                      char *err)
+{
+    fullcopy *fc = NULL;
+    ot_snapshot *snap;
+    ot_status st;
+    size_t i;
+
+    /* First what changed since the last real-time update, as one: a small
+     * update that predictors apply at once, where a change that only the
+     * full copy carried would be served once the copy is received and
+     * swapped in.  Not when real-time updates are off. */
+    if (ps->rt_ms > 0 && do_publish(ps, 0, err) != OT_OK)
+        count(ps, S_PUBLISH_ERRORS, 1);
+    pthread_mutex_lock(&ps->build_mu);
+    st = newest_locked(ps, &fc, err);
+    snap = st == OT_OK ? ot_snapshot_retain(ps->fc_snap) : NULL;
+    pthread_mutex_unlock(&ps->build_mu);
+    if (st != OT_OK)
+        return st;
+    if (between != NULL)
+        between(arg);
+    for (i = 0; i < fc->n && st == OT_OK; i++) {
+        pthread_mutex_lock(&ps->pub_mu);
+        if (ps->state != ST_STARTED || ps->pub == NULL) {
+            st = oti_err(err, OT_ESTATE, "the server is not started");
+        } else {
+            if (i == 0 && ps->rt_ms == 0 && ps->pub_version > fc->version)
+                st = renew_copy_locked(ps, &fc, &snap, err);
+            if (st == OT_OK)
+                st = publish_restamped(ps, ot_buf_data(fc->chunks[i]),
+                                       ot_buf_size(fc->chunks[i]), err);
+            if (i == 0 && st == OT_OK) {
+                ot_status s2 = switch_to_full_locked(ps, snap, fc->version, err);
+                snap = NULL;
+                if (s2 != OT_OK)
+                    count(ps, S_PUBLISH_ERRORS, 1);
+            }
+        }
+        pthread_mutex_unlock(&ps->pub_mu);
+    }
+    if (st == OT_OK) {
+        count(ps, S_FULL_UPDATES, 1);
+        count(ps, S_FULL_BYTES, fc->bytes);
+    }
+    ot_snapshot_release(snap);
+    fullcopy_release(ps, fc);
+    return st;
+}
+
+/* thr_mu held: waits until CLOCK_MONOTONIC reaches `when` (nanoseconds).
+ * 1: the time has come; 0: stop was asked, or woken before (spuriously). */
+static int wait_until_locked(ot_param_server *ps, uint64_t when)
+{
+    struct timespec ts;
+
+    if (mono_ns() >= when)
+        return 1;
+    ts.tv_sec = (time_t)(when / 1000000000u);
+    ts.tv_nsec = (long)(when % 1000000000u);
+    (void)pthread_cond_timedwait(&ps->thr_cv, &ps->thr_mu, &ts);
+    return !ps->thr_stop && mono_ns() >= when;
+}
+
+/*
+ * The real-time publisher: one update every rt_interval_ms on a fixed grid
+ * of CLOCK_MONOTONIC, independent of full updates (their own thread), so a
+ * change waits at most one interval for the update that carries it.  An
+ * update that starts late does not move the grid; one that is more than an
+ * interval late is followed at once by the next.
+ */
+static void *rt_publisher_main(void *arg)
 {
     ot_param_server *ps = arg;
-    const uint64_t never = UINT64_MAX;
-    uint64_t now = mono_ms();
-    uint64_t next_rt = ps->rt_ms > 0 ? now + (uint64_t)ps->rt_ms : never;
-    uint64_t next_full = ps->full_ms > 0 ? now + (uint64_t)ps->full_ms : never;
+    const uint64_t period = (uint64_t)ps->rt_ms * 1000000u;
+    uint64_t next = mono_ns() + period;
 
     pthread_mutex_lock(&ps->thr_mu);
     while (!ps->thr_stop) {
-        uint64_t wake = next_rt < next_full ? next_rt : next_full;
-        struct timespec ts;
         char err[OTI_ERRMSG_LEN];
-        int full;
+        uint64_t now;
 
-        ts.tv_sec = (time_t)(wake / 1000u);
-        ts.tv_nsec = (long)(wake % 1000u) * 1000000L;
-        if (mono_ms() < wake) {
-            int rv = pthread_cond_timedwait(&ps->thr_cv, &ps->thr_mu, &ts);
-            if (rv != ETIMEDOUT)
-                continue; /* signalled (stop) or spurious: check again */
-        }
-        now = mono_ms();
-        full = now >= next_full;
-        if (!full && now < next_rt)
+        if (!wait_until_locked(ps, next))
             continue;
         pthread_mutex_unlock(&ps->thr_mu);
-        if (do_publish(ps, full, err) != OT_OK)
+        if (do_publish(ps, 0, err) != OT_OK)
             count(ps, S_PUBLISH_ERRORS, 1);
         pthread_mutex_lock(&ps->thr_mu);
-        now = mono_ms();
-        if (full) {
-            next_full += (uint64_t)ps->full_ms;
-            if (next_full <= now)
-                next_full = now + (uint64_t)ps->full_ms;
-            if (next_rt != never)
-                next_rt = now + (uint64_t)ps->rt_ms;
-        } else {
-            next_rt += (uint64_t)ps->rt_ms;
-            if (next_rt <= now)
-                next_rt = now + (uint64_t)ps->rt_ms;
-        }
+        now = mono_ns();
+        next += period;
+        if (next <= now)
+            next = now;
+    }
+    pthread_mutex_unlock(&ps->thr_mu);
+    return NULL;
+}
+
+/* The full-update publisher: one full update every full_interval_ms. */
+static void *full_publisher_main(void *arg)
+{
+    ot_param_server *ps = arg;
+    const uint64_t period = (uint64_t)ps->full_ms * 1000000u;
+    uint64_t next = mono_ns() + period;
+
+    pthread_mutex_lock(&ps->thr_mu);
+    while (!ps->thr_stop) {
+        char err[OTI_ERRMSG_LEN];
+        uint64_t now;
+
+        if (!wait_until_locked(ps, next))
+            continue;
+        pthread_mutex_unlock(&ps->thr_mu);
+        if (publish_full_chunked(ps, NULL, NULL, err) != OT_OK)
+            count(ps, S_PUBLISH_ERRORS, 1);
+        pthread_mutex_lock(&ps->thr_mu);
+        now = mono_ns();
+        next += period;
+        if (next <= now)
+            next = now + period;
     }
     pthread_mutex_unlock(&ps->thr_mu);
     return NULL;
@@ -1265,11 +1475,20 @@ ot_status ot_param_server_start(ot_param_server *ps)
     pthread_mutex_unlock(&ps->pub_mu);
     if (ps->pub != NULL && (ps->rt_ms > 0 || ps->full_ms > 0)) {
         ps->thr_stop = 0;
-        if (pthread_create(&ps->thr, NULL, publisher_main, ps) != 0) {
-            ot_param_server_stop(ps);
-            return oti_err(ps->errmsg, OT_ENOMEM, "cannot start the publisher thread");
+        if (ps->rt_ms > 0) {
+            if (pthread_create(&ps->thr, NULL, rt_publisher_main, ps) != 0) {
+                ot_param_server_stop(ps);
+                return oti_err(ps->errmsg, OT_ENOMEM, "cannot start the publisher thread");
+            }
+            ps->thr_running = 1;
         }
-        ps->thr_running = 1;
+        if (ps->full_ms > 0) {
+            if (pthread_create(&ps->thr_full, NULL, full_publisher_main, ps) != 0) {
+                ot_param_server_stop(ps);
+                return oti_err(ps->errmsg, OT_ENOMEM, "cannot start the publisher thread");
+            }
+            ps->thr_full_running = 1;
+        }
     }
     if (oti_dur_start(ps->dur) != OT_OK) {
         ot_param_server_stop(ps);
@@ -1303,19 +1522,23 @@ ot_status ot_param_server_stop(ot_param_server *ps)
     if (ps == NULL)
         return OT_EINVAL;
     pthread_mutex_lock(&ps->life_mu);
-    if (ps->thr_running) {
+    if (ps->thr_running || ps->thr_full_running) {
         pthread_mutex_lock(&ps->thr_mu);
         ps->thr_stop = 1;
         pthread_cond_broadcast(&ps->thr_cv);
         pthread_mutex_unlock(&ps->thr_mu);
-        pthread_join(ps->thr, NULL);
-        ps->thr_running = 0;
+        if (ps->thr_running)
+            pthread_join(ps->thr, NULL);
+        if (ps->thr_full_running)
+            pthread_join(ps->thr_full, NULL);
+        ps->thr_running = ps->thr_full_running = 0;
     }
     oti_dur_release(ps->dur); /* before the REP socket: wakes handlers held by a crash */
     oti_sock_stop(ps->rep);
     pthread_mutex_lock(&ps->pub_mu);
     if (ps->state != ST_CREATED)
         ps->state = ST_STOPPED;
+    oti_dur_refresh_conns(ps->dur, ps->rep, ps->pub);
     oti_sock_destroy(ps->pub);
     ps->pub = NULL;
     pthread_mutex_unlock(&ps->pub_mu);
@@ -1342,10 +1565,8 @@ void ot_param_server_destroy(ot_param_server *ps)
     a = ps->alloc;
     fullcopy_free(ps, ps->fc_cur);
     fullcopy_free(ps, ps->fc_prev);
-    for (i = 0; i < ps->log_count; i++) {
-        log_entry *e = log_at(ps, i);
-        oti_free(&a, e->data, e->len);
-    }
+    for (i = 0; i < ps->log_count; i++)
+        log_entry_free(&a, log_at(ps, i));
     oti_free(&a, ps->log, ps->log_cap * sizeof(*ps->log));
     oti_free(&a, ps->trainers, ps->trainers_cap * sizeof(*ps->trainers));
     oti_free(&a, ps->pub_scratch, ps->pub_scratch_cap);
@@ -1414,6 +1635,7 @@ ot_status ot_param_server_stat(const ot_param_server *ps, const char *name, doub
     /* The transport's drop counters, read while stop cannot close the socket. */
     pthread_mutex_lock(&w->life_mu);
     oti_dur_refresh_transport(w->dur, w->rep);
+    oti_dur_refresh_conns(w->dur, w->rep, w->pub);
     pthread_mutex_unlock(&w->life_mu);
     return oti_stats_lookup(&ps->stats, name, value);
 }
@@ -1436,6 +1658,23 @@ ot_status ot_param_server_serve_metrics(ot_param_server *ps, const char *url)
 }
 
 /* ---- hooks for tests ---------------------------------------------------------------- */
+
+ot_status oti_param_server_test_full_update(ot_param_server *ps, void (*between)(void *),
+                                           void *arg)
+{
+    char err[OTI_ERRMSG_LEN];
+    ot_status st;
+
+    if (ps == NULL)
+        return OT_EINVAL;
+    err[0] = '\0';
+    if ((st = publish_full_chunked(ps, between, arg, err)) != OT_OK) {
+        pthread_mutex_lock(&ps->pub_mu);
+        memcpy(ps->errmsg, err, sizeof(err));
+        pthread_mutex_unlock(&ps->pub_mu);
+    }
+    return st;
+}
 
 ot_status oti_param_server_with_master(ot_param_server *ps, oti_master_fn fn, void *arg)
 {
@@ -1469,6 +1708,16 @@ ot_status oti_param_server_crash(ot_param_server *ps)
     if (ps == NULL)
         return OT_EINVAL;
     oti_dur_crash(ps->dur);
+    return OT_OK;
+}
+
+ot_status oti_param_server_fail_next(ot_param_server *ps, int what)
+{
+    if (ps == NULL)
+        return OT_EINVAL;
+    if (!oti_dur_enabled(ps->dur))
+        return OT_ESTATE;
+    oti_dur_fail_next(ps->dur, what);
     return OT_OK;
 }
 

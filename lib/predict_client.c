@@ -15,6 +15,7 @@
 struct ot_predict_client {
     oti_alloc alloc;
     oti_sock *req;
+    oti_request *rq; /* the request context, reused by every call */
     int32_t timeout_ms;
     uint8_t *buf;
     size_t cap;
@@ -51,6 +52,8 @@ ot_status ot_predict_client_create(const ot_config *cfg, const char *url, ot_pre
     oti_wipe(key, sizeof(key));
     if (st == OT_OK)
         st = oti_sock_dial(c->req, url, 0, c->errmsg);
+    if (st == OT_OK)
+        st = oti_request_create(c->req, &c->rq, c->errmsg);
     if (st != OT_OK) {
         ot_predict_client_destroy(c);
         return st;
@@ -66,6 +69,7 @@ void ot_predict_client_destroy(ot_predict_client *c)
     if (c == NULL)
         return;
     a = c->alloc;
+    oti_request_destroy(c->rq);
     oti_sock_destroy(c->req);
     oti_free(&a, c->buf, c->cap);
     oti_free(&a, c, sizeof(*c));
@@ -92,22 +96,24 @@ static ot_status reserve(ot_predict_client *c, size_t n)
     return OT_OK;
 }
 
-/* Sends the request in c->buf (len bytes) and reads `count` scores. */
+/* Sends the request in c->buf (len bytes) and reads `count` scores.  The
+ * request context is reused and the reply read in place (no copy). */
 static ot_status call(ot_predict_client *c, size_t len, uint32_t count, float *scores,
                       uint64_t *version)
 {
-    ot_buf *reply = NULL;
-    const uint8_t *d;
-    size_t n, i;
+    const uint8_t *d = NULL;
+    size_t n = 0, i;
     ot_status st;
 
-    if ((st = oti_sock_call(c->req, c->buf, len, c->timeout_ms, &reply, c->errmsg)) != OT_OK)
-        return st;
-    d = ot_buf_data(reply);
-    n = ot_buf_size(reply);
+    st = oti_request_start(c->rq, c->buf, len, c->timeout_ms);
+    if (st == OT_OK)
+        st = oti_request_wait(c->rq);
+    if (st == OT_OK)
+        st = oti_request_reply(c->rq, &d, &n);
+    if (st != OT_OK)
+        return oti_err(c->errmsg, st, "%s", oti_request_errmsg(c->rq));
     if (n < OTI_PR_HEADER || memcmp(d, "OTPR", 4) != 0 || d[4] != OTI_PQ_VERSION ||
         oti_get32(d + 8) != count || n != OTI_PR_HEADER + 4 * (size_t)count) {
-        ot_buf_release(reply);
         return oti_err(c->errmsg, OT_EFORMAT, "the reply is not a prediction reply for %u examples",
                        (unsigned)count);
     }
@@ -117,7 +123,6 @@ static ot_status call(ot_predict_client *c, size_t len, uint32_t count, float *s
     }
     if (version != NULL)
         *version = oti_get64(d + 12);
-    ot_buf_release(reply);
     c->errmsg[0] = '\0';
     return OT_OK;
 }
@@ -133,9 +138,13 @@ ot_status ot_predict_client_predict_text(ot_predict_client *c, const char *lines
     if ((lines == NULL && len > 0) || n == NULL || (scores == NULL && cap > 0))
         return oti_err(c->errmsg, OT_EINVAL, "NULL argument");
     /* one example per line; a last line without '\n' counts, an empty end does not */
-    for (i = 0; i < len; i++)
-        if (lines[i] == '\n')
-            count++;
+    for (i = 0; i < len;) {
+        const char *nl = memchr(lines + i, '\n', len - i);
+        if (nl == NULL)
+            break;
+        count++;
+        i = (size_t)(nl - lines) + 1;
+    }
     if (len > 0 && lines[len - 1] != '\n')
         count++;
     if (count == 0)

@@ -268,8 +268,10 @@ ot_status oti_fetch_full_copy(oti_sock *sock, ot_delta_decoder *dec, ot_model *m
                 ot_delta_peek(d, n, OT_DELTA_FIELD_NEW_VERSION, &nv) != OT_OK ||
                 kind != OT_DELTA_FULL || fl != n) {
                 ot_buf_release(reply);
-                return oti_err(err, OT_EFORMAT, "full copy chunk %u: the reply is not one FULL frame",
-                               chunk);
+                return oti_err(err, OT_EFORMAT,
+                               "full copy chunk %u: the reply is not one FULL frame (%zu bytes, "
+                               "kind %llu, frame length %llu)",
+                               chunk, n, (unsigned long long)kind, (unsigned long long)fl);
             }
             if (chunk == 0 && !(flags & OT_DELTA_FLAG_FIRST)) {
                 ot_buf_release(reply);

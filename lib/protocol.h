@@ -169,4 +169,13 @@ ot_status oti_param_server_with_master(ot_param_server *ps, oti_master_fn fn, vo
 ot_status oti_param_server_set_test_hook(ot_param_server *ps, uint32_t drop_every,
                                          uint32_t delay_ms);
 
+/*
+ * Publishes a full update the way the full_interval_ms schedule does (the
+ * copy made first, its chunks then sent one at a time, real-time updates
+ * free to go out between them), calling between(arg) after the copy is made
+ * and before its first chunk is sent.  Errors of ot_param_server_publish().
+ */
+ot_status oti_param_server_test_full_update(ot_param_server *ps, void (*between)(void *),
+                                           void *arg);
+
 #endif /* OT_PROTOCOL_H */

@@ -61,6 +61,7 @@ ot_status oti_role_security(const ot_config *cfg, oti_tp_opts *o, uint8_t *key, 
     case 1: o->tls_auth_mode = OTI_TLS_AUTH_OPTIONAL; break;
     default: o->tls_auth_mode = OTI_TLS_AUTH_REQUIRED; break;
     }
+    o->max_conns = (int)oti_cfg_i64(cfg, OT_OPT_MAX_CONNECTIONS);
     o->hmac_key = NULL;
     o->hmac_key_len = 0;
     hex = oti_cfg_str(cfg, OT_OPT_HMAC_KEY);

@@ -11,6 +11,12 @@
  * back out of the snapshot (the snapshot moves by -D), so it stays in
  * local - snapshot.
  *
+ * Costs per sync: frames are encoded into buffers kept across syncs, sent on
+ * a request object kept across syncs, and replies are read in place.  A
+ * delta over max_message goes as several frames, each encoded while the
+ * previous one is in flight (send_pending).  A sharded trainer splits its
+ * delta in one pass, copying sections (oti_shard_split, lib/shard.c).
+ *
  * A trainer is externally synchronized: one thread at a time.
  *
  * SPDX-License-Identifier: MIT
@@ -23,6 +29,7 @@
 #include "durable.h"
 #include "model.h"
 #include "protocol.h"
+#include "shard.h"
 #include "stats.h"
 #include "transport.h"
 
@@ -69,7 +76,7 @@ typedef struct tshard {
     oti_request *req;
     uint64_t version;  /* the shard's master version seen */
     uint64_t lo, hi;   /* its key range */
-    ot_buf *pending;   /* this shard's part of a sent delta, without its reply */
+    int pending;       /* its part (the trainer's outs[i]) was sent, without a reply */
     ot_status st;      /* the last request's status */
     int busy;          /* a request in flight, or to send */
 } tshard;
@@ -91,12 +98,22 @@ struct ot_trainer {
     int64_t retries;
     uint64_t since_sync;     /* examples learned since the last sync */
     uint64_t last_sync;      /* monotonic ms of the last sync */
-    ot_buf *pending;         /* a sent frame without its reply */
+    /* The encoded delta, in a buffer kept across syncs (no fresh pages per
+     * sync).  Single shard: ebuf[0, plen) is the frame sent, and `pending`
+     * says it awaits its reply. */
+    uint8_t *ebuf;
+    size_t ecap, plen;
+    int pending;
+    uint8_t *nbuf;           /* single shard: the next frame, encoded while one is in flight */
+    size_t ncap;
+    oti_request *req;        /* single shard: the sync request, reused */
     /* sharded (num_shards > 1): one connection per shard, in shard order */
     tshard *sh;              /* num_shards entries */
+    oti_split_buf *outs;     /* num_shards per-shard frames, buffers kept across syncs */
+    uint64_t *bounds;        /* num_shards + 1 key-range bounds */
+    uint64_t *bases;         /* num_shards base versions for a split */
     uint32_t nconn;          /* shards connected so far */
     ot_model *staging;       /* full copies of the shards connected so far */
-    ot_delta_encoder *split_enc; /* header fields of the per-shard frames */
     oti_stats stats;
     oti_trainer_ack_fn ack_fn; /* oti_trainer_set_ack_hook */
     void *ack_ctx;
@@ -179,12 +196,11 @@ ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out)
     ot_delta_encoder_set_ids(tr->enc, tr->shard, tr->trainer_id);
     if (tr->num_shards > 1) {
         tr->sh = oti_calloc(&a, tr->num_shards, sizeof(*tr->sh));
-        if (tr->sh == NULL) {
+        tr->outs = oti_calloc(&a, tr->num_shards, sizeof(*tr->outs));
+        tr->bounds = oti_calloc(&a, (size_t)tr->num_shards + 1, sizeof(*tr->bounds));
+        tr->bases = oti_calloc(&a, tr->num_shards, sizeof(*tr->bases));
+        if (tr->sh == NULL || tr->outs == NULL || tr->bounds == NULL || tr->bases == NULL) {
             st = oti_err(tr->errmsg, OT_ENOMEM, "out of memory");
-            goto fail;
-        }
-        if ((st = ot_delta_encoder_create(tr->cfg, &tr->split_enc)) != OT_OK) {
-            oti_err(tr->errmsg, st, "cannot create the codec");
             goto fail;
         }
     }
@@ -208,14 +224,22 @@ void ot_trainer_destroy(ot_trainer *tr)
         for (i = 0; i < tr->num_shards; i++) {
             oti_request_destroy(tr->sh[i].req);
             oti_sock_destroy(tr->sh[i].sock);
-            ot_buf_release(tr->sh[i].pending);
         }
         oti_free(&a, tr->sh, tr->num_shards * sizeof(*tr->sh));
     }
+    if (tr->outs != NULL) {
+        uint32_t i;
+        for (i = 0; i < tr->num_shards; i++)
+            oti_free(&a, tr->outs[i].data, tr->outs[i].cap);
+        oti_free(&a, tr->outs, tr->num_shards * sizeof(*tr->outs));
+    }
+    oti_free(&a, tr->bounds, ((size_t)tr->num_shards + 1) * sizeof(*tr->bounds));
+    oti_free(&a, tr->bases, tr->num_shards * sizeof(*tr->bases));
     ot_model_destroy(tr->staging);
-    ot_delta_encoder_destroy(tr->split_enc);
+    oti_request_destroy(tr->req);
     oti_sock_destroy(tr->sock);
-    ot_buf_release(tr->pending);
+    oti_free(&a, tr->ebuf, tr->ecap);
+    oti_free(&a, tr->nbuf, tr->ncap);
     ot_snapshot_release(tr->snap);
     ot_delta_encoder_destroy(tr->enc);
     ot_delta_decoder_destroy(tr->dec);
@@ -312,6 +336,8 @@ static ot_status connect_shard(ot_trainer *tr, const char *url)
         goto fail;
     t->lo = lo;
     t->hi = hi;
+    tr->bounds[i] = lo;
+    tr->bounds[i + 1] = hi; /* the next shard's connect keeps it: ranges are contiguous */
     t->version = v;
     count(tr, S_FULL_BYTES_IN, bytes);
     tr->nconn++;
@@ -407,14 +433,17 @@ ot_status ot_trainer_connect(ot_trainer *tr, const char *url)
     }
     st = oti_fetch_full_copy(tr->sock, tr->dec, m, tr->cfg, &s, 0, tr->timeout_ms, &v, &bytes,
                              tr->errmsg);
-    if (st != OT_OK)
+    if (st == OT_OK)
+        st = oti_request_create(tr->sock, &tr->req, tr->errmsg);
+    if (st != OT_OK) {
+        ot_snapshot_release(s);
         goto fail;
+    }
     ot_model_destroy(tr->local);
     tr->local = m;
     ot_snapshot_release(tr->snap);
     tr->snap = s;
-    ot_buf_release(tr->pending);
-    tr->pending = NULL;
+    tr->pending = 0;
     set_version(tr, v);
     count(tr, S_FULL_BYTES_IN, bytes);
     tr->since_sync = 0;
@@ -587,9 +616,8 @@ static ot_status apply_reply(ot_trainer *tr, tshard *t, const uint8_t *d, size_t
     if (ack.resync) {
         /* the frame was acknowledged (applied or duplicate) before the resync */
         st = resync(tr, t, ack.full_version, ack.version);
-        if (st == OT_OK && t == NULL && tr->ack_fn != NULL && tr->pending != NULL)
-            tr->ack_fn(tr->ack_ctx, ot_buf_data(tr->pending), ot_buf_size(tr->pending),
-                       ack.result == OTI_SYNC_DUPLICATE);
+        if (st == OT_OK && t == NULL && tr->ack_fn != NULL && tr->pending)
+            tr->ack_fn(tr->ack_ctx, tr->ebuf, tr->plen, ack.result == OTI_SYNC_DUPLICATE);
         return st;
     }
     {
@@ -615,9 +643,8 @@ static ot_status apply_reply(ot_trainer *tr, tshard *t, const uint8_t *d, size_t
     }
     if (ack.result == OTI_SYNC_DUPLICATE)
         count(tr, S_DUPLICATES, 1);
-    if (t == NULL && tr->ack_fn != NULL && tr->pending != NULL)
-        tr->ack_fn(tr->ack_ctx, ot_buf_data(tr->pending), ot_buf_size(tr->pending),
-                   ack.result == OTI_SYNC_DUPLICATE);
+    if (t == NULL && tr->ack_fn != NULL && tr->pending)
+        tr->ack_fn(tr->ack_ctx, tr->ebuf, tr->plen, ack.result == OTI_SYNC_DUPLICATE);
     if (t != NULL) {
         t->version = ack.version;
         set_shard_versions(tr);
@@ -627,18 +654,17 @@ static ot_status apply_reply(ot_trainer *tr, tshard *t, const uint8_t *d, size_t
     return OT_OK;
 }
 
-/* Takes a refused frame back: the snapshot moves by -D, so D is again part
- * of local - snapshot.  Every row is marked touched for the next encode
- * (a refusal is rare; the encoder then scans the model once). */
-static void take_back(ot_trainer *tr, ot_buf **pending)
+/* Takes a refused frame (len bytes at d) back: the snapshot moves by -D, so
+ * D is again part of local - snapshot.  Every row is marked touched for the
+ * next encode (a refusal is rare; the encoder then scans the model once). */
+static void take_back(ot_trainer *tr, const uint8_t *d, size_t len)
 {
-    size_t len = ot_buf_size(*pending);
     uint8_t *neg = oti_malloc(&tr->alloc, len);
     oti_params *p = oti_model_params(tr->local);
     size_t b;
 
     if (neg != NULL) {
-        memcpy(neg, ot_buf_data(*pending), len);
+        memcpy(neg, d, len);
         if (oti_delta_scale(neg, len, -1.0f) == OT_OK)
             (void)ot_delta_apply_snapshot(tr->dec, &tr->snap, neg, len);
         oti_free(&tr->alloc, neg, len);
@@ -646,41 +672,130 @@ static void take_back(ot_trainer *tr, ot_buf **pending)
     for (b = 0; b < p->nblocks; b++)
         if (p->blocks[b].touched_bits != NULL)
             p->blocks[b].all_touched = 1;
-    ot_buf_release(*pending);
-    *pending = NULL;
 }
 
-/* Sends the pending frame, resending it on timeouts; applies the reply. */
-static ot_status send_pending(ot_trainer *tr)
+/* Encodes the next ADD frame of local - snapshot into *buf (*cap bytes),
+ * which is kept across syncs and grown to the encoder's bound when needed. */
+static ot_status encode_into(ot_trainer *tr, uint8_t **buf, size_t *cap, size_t *len, int *more)
 {
-    const uint8_t *d = ot_buf_data(tr->pending);
-    size_t len = ot_buf_size(tr->pending);
-    ot_buf *reply = NULL;
+    size_t need = ot_delta_encode_bound(tr->enc, tr->local, OT_DELTA_ADD);
+    ot_status st;
+    int attempt;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (need > *cap) {
+            uint8_t *b = oti_malloc(&tr->alloc, need);
+            if (b == NULL)
+                return oti_err(tr->errmsg, OT_ENOMEM, "out of memory for %zu bytes", need);
+            oti_free(&tr->alloc, *buf, *cap);
+            *buf = b;
+            *cap = need;
+        }
+        st = ot_delta_encode(tr->enc, tr->local, &tr->snap, *buf, *cap, len, more);
+        if (st != OT_ENOSPC)
+            break;
+        need = *len; /* the bound was short: grow to what the encoder asks */
+    }
+    if (st != OT_OK)
+        return oti_err(tr->errmsg, st, "encoding the delta: %s", ot_delta_encoder_errmsg(tr->enc));
+    return OT_OK;
+}
+
+static ot_status encode_delta(ot_trainer *tr, size_t *len, int *more)
+{
+    return encode_into(tr, &tr->ebuf, &tr->ecap, len, more);
+}
+
+/* Whether a sync reply says resync (or is not a sync acknowledgement). */
+static int reply_resyncs(const uint8_t *d, size_t len)
+{
+    char scratch[OTI_ERRMSG_LEN];
+    size_t off = 0, flen;
+    const uint8_t *f;
+    oti_ctl ack;
+
+    if (oti_frame_next(d, len, &off, &f, &flen) != OT_OK ||
+        oti_ctl_parse(f, flen, &ack, scratch) != OT_OK)
+        return 1;
+    return ack.op != OTI_CTL_SYNC_ACK || ack.resync;
+}
+
+/*
+ * Sends the pending frame, resending it on timeouts; applies the reply.
+ * When the encoder said *more (the delta did not fit one frame), the next
+ * frame is encoded while this one is in flight, so the trainer's encoding
+ * and the server's applying overlap.  Its base version is only known from
+ * this frame's reply: it is written into the header (and the checksum
+ * recomputed) before the frame becomes the pending one.  If this frame is
+ * not acknowledged, or the reply says resync (the resync moves the local
+ * model by the full copy minus the snapshot, which must not hold a frame
+ * the server has not seen), the next frame is taken back first.
+ */
+static ot_status send_pending(ot_trainer *tr, int *more)
+{
+    const uint8_t *rd = NULL;
+    size_t len = tr->plen, rlen = 0, nlen = 0;
     ot_status st;
     int64_t attempt;
+    int have_next = 0;
 
     for (attempt = 0;; attempt++) {
-        st = oti_sock_call(tr->sock, d, len, tr->timeout_ms, &reply, tr->errmsg);
+        st = oti_request_start(tr->req, tr->ebuf, len, tr->timeout_ms);
+        if (st == OT_OK && *more && !have_next) {
+            int more2 = 0;
+            ot_delta_encoder_set_versions(tr->enc, tr->version, 0);
+            if (encode_into(tr, &tr->nbuf, &tr->ncap, &nlen, &more2) == OT_OK) {
+                have_next = 1;
+                *more = more2;
+            }
+            /* else: nothing changed; the sync's loop encodes it again and
+             * reports the error */
+            tr->errmsg[0] = '\0';
+        }
+        if (st == OT_OK)
+            st = oti_request_wait(tr->req);
         if (st == OT_OK || !transient(st) || attempt >= tr->retries)
             break;
         count(tr, S_RETRIES, 1);
     }
+    if (st == OT_OK && (st = oti_request_reply(tr->req, &rd, &rlen)) == OT_OK && have_next &&
+        reply_resyncs(rd, rlen)) {
+        take_back(tr, tr->nbuf, nlen);
+        have_next = 0;
+        *more = 1;
+    }
     if (st != OT_OK) {
+        if (have_next)
+            take_back(tr, tr->nbuf, nlen);
+        oti_err(tr->errmsg, st, "%s", oti_request_errmsg(tr->req));
         if (!transient(st)) {
             count(tr, S_REFUSED, 1);
-            take_back(tr, &tr->pending);
+            take_back(tr, tr->ebuf, len);
+            tr->pending = 0;
         }
         return st;
     }
-    st = apply_reply(tr, NULL, ot_buf_data(reply), ot_buf_size(reply));
-    ot_buf_release(reply);
-    if (st != OT_OK)
+    if ((st = apply_reply(tr, NULL, rd, rlen)) != OT_OK) {
+        if (have_next)
+            take_back(tr, tr->nbuf, nlen);
         return st; /* the frame stays pending: resent, the server answers duplicate */
+    }
     count(tr, S_DELTAS_OUT, 1);
     count(tr, S_DELTA_BYTES_OUT, len);
-    count(tr, S_ENTRIES_OUT, peek(d, len, OT_DELTA_FIELD_ENTRIES));
-    ot_buf_release(tr->pending);
-    tr->pending = NULL;
+    count(tr, S_ENTRIES_OUT, peek(tr->ebuf, len, OT_DELTA_FIELD_ENTRIES));
+    tr->pending = 0;
+    if (have_next) {
+        uint8_t *b = tr->ebuf;
+        size_t c = tr->ecap;
+        oti_put64(tr->nbuf + OTI_H_BASE_VERSION, tr->version);
+        oti_put32(tr->nbuf + OTI_H_CHECKSUM, oti_frame_crc(tr->nbuf, nlen));
+        tr->ebuf = tr->nbuf;
+        tr->ecap = tr->ncap;
+        tr->nbuf = b;
+        tr->ncap = c;
+        tr->plen = nlen;
+        tr->pending = 1;
+    }
     return OT_OK;
 }
 
@@ -697,7 +812,7 @@ static ot_status send_pending_shards(ot_trainer *tr)
     ot_status first = OT_OK;
 
     for (i = 0; i < n; i++) {
-        tr->sh[i].busy = tr->sh[i].pending != NULL;
+        tr->sh[i].busy = tr->sh[i].pending;
         tr->sh[i].st = OT_OK;
     }
     for (attempt = 0;; attempt++) {
@@ -706,8 +821,7 @@ static ot_status send_pending_shards(ot_trainer *tr)
             tshard *t = &tr->sh[i];
             if (!t->busy)
                 continue;
-            t->st = oti_request_start(t->req, ot_buf_data(t->pending), ot_buf_size(t->pending),
-                                      tr->timeout_ms);
+            t->st = oti_request_start(t->req, tr->outs[i].data, tr->outs[i].len, tr->timeout_ms);
         }
         for (i = 0; i < n; i++) {
             tshard *t = &tr->sh[i];
@@ -724,10 +838,10 @@ static ot_status send_pending_shards(ot_trainer *tr)
     }
     for (i = 0; i < n; i++) {
         tshard *t = &tr->sh[i];
-        const uint8_t *d;
-        size_t len;
+        const uint8_t *d = tr->outs[i].data;
+        size_t len = tr->outs[i].len;
         ot_status st = t->st;
-        if (t->pending == NULL)
+        if (!t->pending)
             continue;
         if (st == OT_OK) {
             const uint8_t *rd;
@@ -735,60 +849,24 @@ static ot_status send_pending_shards(ot_trainer *tr)
             if ((st = oti_request_reply(t->req, &rd, &rlen)) == OT_OK)
                 st = apply_reply(tr, t, rd, rlen);
             if (st == OT_OK) {
-                d = ot_buf_data(t->pending);
-                len = ot_buf_size(t->pending);
                 count(tr, S_DELTAS_OUT, 1);
                 count(tr, S_DELTA_BYTES_OUT, len);
                 count(tr, S_ENTRIES_OUT, peek(d, len, OT_DELTA_FIELD_ENTRIES));
-                ot_buf_release(t->pending);
-                t->pending = NULL;
+                t->pending = 0;
             }
             /* else: the part stays pending; resent, the shard answers duplicate */
         } else {
             oti_err(tr->errmsg, st, "shard %u: %s", (unsigned)i, oti_request_errmsg(t->req));
             if (!transient(st)) {
                 count(tr, S_REFUSED, 1);
-                take_back(tr, &t->pending);
+                take_back(tr, d, len);
+                t->pending = 0;
             }
         }
         if (st != OT_OK && first == OT_OK)
             first = st;
     }
     return first;
-}
-
-/* Splits the encoded delta d into one frame per shard (its key range). */
-static ot_status split_delta(ot_trainer *tr, const ot_buf *d)
-{
-    const oti_params *p = oti_model_params_c(tr->local);
-    const uint8_t *data = ot_buf_data(d);
-    size_t dlen = ot_buf_size(d), len = 0;
-    uint64_t seq = peek(data, dlen, OT_DELTA_FIELD_SEQUENCE);
-    uint32_t i;
-    ot_status st;
-
-    for (i = 0; i < tr->num_shards; i++) {
-        tshard *t = &tr->sh[i];
-        ot_buf *b;
-        ot_delta_encoder_set_ids(tr->split_enc, i, tr->trainer_id);
-        ot_delta_encoder_set_sequence(tr->split_enc, seq);
-        ot_delta_encoder_set_versions(tr->split_enc, t->version, 0);
-        st = oti_delta_split(tr->split_enc, p, data, dlen, t->lo, t->hi, NULL, 0, &len);
-        if (st != OT_ENOSPC)
-            return oti_err(tr->errmsg, st == OT_OK ? OT_EFORMAT : st, "splitting the delta: %s",
-                           ot_delta_encoder_errmsg(tr->split_enc));
-        if ((b = oti_buf_new(&tr->alloc, len)) == NULL)
-            return oti_err(tr->errmsg, OT_ENOMEM, "out of memory for %zu bytes", len);
-        st = oti_delta_split(tr->split_enc, p, data, dlen, t->lo, t->hi, oti_buf_mut(b), len,
-                             &len);
-        if (st != OT_OK) {
-            ot_buf_release(b);
-            return oti_err(tr->errmsg, st, "splitting the delta: %s",
-                           ot_delta_encoder_errmsg(tr->split_enc));
-        }
-        t->pending = b;
-    }
-    return OT_OK;
 }
 
 static ot_status sync_shards(ot_trainer *tr)
@@ -801,27 +879,27 @@ static ot_status sync_shards(ot_trainer *tr)
         int pend = 0;
         more = 0;
         for (i = 0; i < tr->num_shards; i++)
-            pend |= tr->sh[i].pending != NULL;
+            pend |= tr->sh[i].pending;
         if (!pend) {
-            ot_buf *d = NULL;
+            size_t len = 0;
             ot_delta_encoder_set_versions(tr->enc, 0, 0);
-            st = ot_delta_encode_buf(tr->enc, tr->local, &tr->snap, &d, &more);
-            if (st != OT_OK) {
-                oti_err(tr->errmsg, st, "encoding the delta: %s",
-                        ot_delta_encoder_errmsg(tr->enc));
+            if ((st = encode_delta(tr, &len, &more)) != OT_OK)
                 break;
-            }
-            st = split_delta(tr, d);
+            /* one pass: each shard's rows, sections copied as encoded */
+            for (i = 0; i < tr->num_shards; i++)
+                tr->bases[i] = tr->sh[i].version;
+            st = oti_shard_split(&tr->alloc, oti_model_params_c(tr->local), tr->ebuf, len,
+                                 tr->bounds, tr->bases, tr->num_shards, tr->outs, tr->errmsg);
             if (st != OT_OK) {
                 /* nothing was sent: take the whole delta back */
-                for (i = 0; i < tr->num_shards; i++) {
-                    ot_buf_release(tr->sh[i].pending);
-                    tr->sh[i].pending = NULL;
-                }
-                take_back(tr, &d);
+                char msg[OTI_ERRMSG_LEN];
+                memcpy(msg, tr->errmsg, sizeof(msg));
+                take_back(tr, tr->ebuf, len);
+                oti_err(tr->errmsg, st, "splitting the delta: %s", msg);
                 break;
             }
-            ot_buf_release(d);
+            for (i = 0; i < tr->num_shards; i++)
+                tr->sh[i].pending = 1;
         } else {
             more = 1; /* after the pending parts, send what is left */
         }
@@ -861,21 +939,17 @@ ot_status ot_trainer_sync(ot_trainer *tr)
     t0 = mono_ms();
     tr->since_sync = 0;
     tr->last_sync = t0;
-    while (more) {
-        more = 0;
-        if (tr->pending == NULL) {
+    /* A frame left pending by an earlier sync goes first, then what is left
+     * (more = 1); send_pending may leave the next frame pending. */
+    while (more || tr->pending) {
+        if (!tr->pending) {
+            more = 0;
             ot_delta_encoder_set_versions(tr->enc, tr->version, 0);
-            st = ot_delta_encode_buf(tr->enc, tr->local, &tr->snap, &tr->pending, &more);
-            if (st != OT_OK) {
-                tr->pending = NULL;
-                oti_err(tr->errmsg, st, "encoding the delta: %s",
-                        ot_delta_encoder_errmsg(tr->enc));
+            if ((st = encode_delta(tr, &tr->plen, &more)) != OT_OK)
                 break;
-            }
-        } else {
-            more = 1; /* after the pending frame, send what is left */
+            tr->pending = 1;
         }
-        if ((st = send_pending(tr)) != OT_OK)
+        if ((st = send_pending(tr, &more)) != OT_OK)
             break;
     }
     oti_stats_set(&tr->stats, S_LAST_SYNC_MS, (double)(mono_ms() - t0));
@@ -915,15 +989,31 @@ ot_status ot_trainer_learn(ot_trainer *tr, const ot_example *ex, float *loss)
 ot_status ot_trainer_learn_batch(ot_trainer *tr, const ot_example *const *ex, size_t n,
                                  float *losses)
 {
-    ot_status st;
+    ot_status st, synced = OT_OK;
+    size_t done = 0, k;
 
     if (tr == NULL)
         return OT_EINVAL;
-    if ((st = ot_model_learn_batch(tr->local, ex, n, losses)) != OT_OK)
+    if ((st = oti_model_check_batch(tr->local, ex, n)) != OT_OK)
         return oti_err(tr->errmsg, st, "%s", ot_model_errmsg(tr->local));
-    count(tr, S_EXAMPLES, n);
-    tr->since_sync += n;
-    return maybe_sync(tr);
+    /* Split at sync_every_examples' sync points, so syncs come after the
+     * same examples as with ot_trainer_learn(); after a failed sync the rest
+     * is learned without syncing and the failure is returned. */
+    do {
+        k = n - done;
+        if (synced == OT_OK && tr->sync_every > 0 && tr->since_sync < tr->sync_every &&
+            k > tr->sync_every - tr->since_sync)
+            k = (size_t)(tr->sync_every - tr->since_sync);
+        if ((st = ot_model_learn_batch(tr->local, ex != NULL ? ex + done : NULL, k,
+                                       losses != NULL ? losses + done : NULL)) != OT_OK)
+            return oti_err(tr->errmsg, st, "%s", ot_model_errmsg(tr->local));
+        count(tr, S_EXAMPLES, k);
+        tr->since_sync += k;
+        done += k;
+        if (synced == OT_OK)
+            synced = maybe_sync(tr);
+    } while (done < n);
+    return synced;
 }
 
 ot_status ot_trainer_predict(const ot_trainer *tr, const ot_example *ex, float *out)

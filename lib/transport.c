@@ -53,7 +53,7 @@ enum { KIND_REQUEST = 1, KIND_REPLY = 2, KIND_PUBLISH = 3 };
 enum {
     ST_SENT, ST_RECEIVED, ST_BYTES_SENT, ST_BYTES_RECEIVED, ST_SEND_ERRORS, ST_DROP_SHORT,
     ST_DROP_AUTH, ST_DROP_REPLAY, ST_DROP_OVERSIZE, ST_DROP_HOOK, ST_HANDLER_ERRORS,
-    ST_RESENDS, ST_SENDERS_EVICTED, ST_COUNT
+    ST_RESENDS, ST_SENDERS_EVICTED, ST_REFUSED_CONNS, ST_COUNT
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -213,6 +213,8 @@ typedef struct replay_ent {
 
 struct oti_reply {
     nng_msg *msg; /* OTI_REPLY_HEADER status bytes, then the payload */
+    nng_msg *req; /* the request being answered */
+    int kept;     /* oti_reply_keep_request: the handler owns req */
     char errbuf[OTI_ERRMSG_LEN];
 };
 
@@ -270,6 +272,12 @@ struct oti_sock {
 
     atomic_int peers;
     _Atomic uint64_t st[ST_COUNT];
+
+    /* connection limit (max_conns > 0): the ids of the pipes admitted */
+    int max_conns;
+    nng_mtx *conn_mtx;
+    uint32_t *conn_ids; /* max_conns slots, nconn used */
+    int nconn;
 };
 
 static void count(oti_sock *s, int slot, uint64_t n)
@@ -338,6 +346,10 @@ static void sock_free(oti_sock *s)
         nng_mtx_free(s->replay_mtx);
     if (s->stop_mtx != NULL)
         nng_mtx_free(s->stop_mtx);
+    if (s->conn_mtx != NULL)
+        nng_mtx_free(s->conn_mtx);
+    if (s->conn_ids != NULL)
+        oti_free(&a, s->conn_ids, (size_t)s->max_conns * sizeof(*s->conn_ids));
     free_str(&a, s->tls_cert_key_file);
     free_str(&a, s->tls_ca_file);
     free_str(&a, s->tls_server_name);
@@ -352,15 +364,56 @@ static void sock_release(oti_sock *s)
         sock_free(s);
 }
 
+/* Connection limit: admits pipe id when fewer than max_conns are held
+ * (1), else 0. */
+static int conn_admit(oti_sock *s, uint32_t id)
+{
+    int ok;
+
+    nng_mtx_lock(s->conn_mtx);
+    ok = s->nconn < s->max_conns;
+    if (ok)
+        s->conn_ids[s->nconn++] = id;
+    nng_mtx_unlock(s->conn_mtx);
+    return ok;
+}
+
+/* Forgets pipe id; 1 when it was admitted, 0 when it was refused (nng
+ * reports the removal of a pipe closed in NNG_PIPE_EV_ADD_PRE too). */
+static int conn_release(oti_sock *s, uint32_t id)
+{
+    int i, found = 0;
+
+    nng_mtx_lock(s->conn_mtx);
+    for (i = 0; i < s->nconn; i++) {
+        if (s->conn_ids[i] == id) {
+            s->conn_ids[i] = s->conn_ids[--s->nconn];
+            found = 1;
+            break;
+        }
+    }
+    nng_mtx_unlock(s->conn_mtx);
+    return found;
+}
+
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     oti_sock *s = arg;
+    uint32_t id = (uint32_t)nng_pipe_id(p);
 
-    (void)p;
-    if (ev == NNG_PIPE_EV_ADD_POST)
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        /* Registered only with a connection limit.  Closing the pipe here
+         * is what nng provides for refusing it: the socket never uses it. */
+        if (!conn_admit(s, id)) {
+            count(s, ST_REFUSED_CONNS, 1);
+            nng_pipe_close(p);
+        }
+    } else if (ev == NNG_PIPE_EV_ADD_POST) {
         atomic_fetch_add(&s->peers, 1);
-    else if (ev == NNG_PIPE_EV_REM_POST)
-        atomic_fetch_sub(&s->peers, 1);
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        if (s->max_conns == 0 || conn_release(s, id))
+            atomic_fetch_sub(&s->peers, 1);
+    }
 }
 
 static ot_status check_opts(int kind, const oti_tp_opts *o, char *err)
@@ -382,6 +435,8 @@ static ot_status check_opts(int kind, const oti_tp_opts *o, char *err)
         return tp_err(err, OT_EINVAL, "HMAC key must be 1..%d bytes", OTI_HMAC_KEY_MAX);
     if (o->replay_senders < 1 || o->replay_senders > 65536)
         return tp_err(err, OT_EINVAL, "replay_senders must be 1..65536");
+    if (o->max_conns < 0 || o->max_conns > OTI_TP_MAX_CONNS)
+        return tp_err(err, OT_EINVAL, "max_conns must be 0..%d", OTI_TP_MAX_CONNS);
     return OT_OK;
 }
 
@@ -439,6 +494,18 @@ ot_status oti_sock_create(int kind, const oti_tp_opts *o, oti_sock **out, char *
     if ((rv = nng_mtx_alloc(&s->stop_mtx)) != 0) {
         sock_free(s);
         return nng_fail(err, rv, "mutex", NULL);
+    }
+    if (o->max_conns > 0) {
+        s->conn_ids = oti_calloc(&s->alloc, (size_t)o->max_conns, sizeof(*s->conn_ids));
+        if (s->conn_ids == NULL) {
+            sock_free(s);
+            return tp_err(err, OT_ENOMEM, "out of memory");
+        }
+        s->max_conns = o->max_conns;
+        if ((rv = nng_mtx_alloc(&s->conn_mtx)) != 0) {
+            sock_free(s);
+            return nng_fail(err, rv, "mutex", NULL);
+        }
     }
     if (o->hmac_key != NULL) {
         s->auth = 1;
@@ -505,6 +572,8 @@ ot_status oti_sock_create(int kind, const oti_tp_opts *o, oti_sock **out, char *
         rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, s);
     if (rv == 0)
         rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s);
+    if (rv == 0 && s->max_conns > 0)
+        rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, s);
     if (rv != 0) {
         nng_close(s->sock);
         sock_free(s);
@@ -707,6 +776,7 @@ void oti_sock_stats(const oti_sock *s, oti_tp_stats *out)
     out->handler_errors = v[ST_HANDLER_ERRORS];
     out->resends = v[ST_RESENDS];
     out->senders_evicted = v[ST_SENDERS_EVICTED];
+    out->refused_conns = v[ST_REFUSED_CONNS];
 }
 
 void oti_sock_set_test_hook(oti_sock *s, uint32_t drop_every, uint32_t delay_ms)
@@ -913,9 +983,13 @@ static void srv_cb(void *arg)
         return;
     }
     c->reply.msg = rm;
+    c->reply.req = m;
+    c->reply.kept = 0;
     c->reply.errbuf[0] = '\0';
     st = s->handler(s->handler_arg, nng_msg_body(m), nng_msg_len(m), &c->reply);
-    nng_msg_free(m);
+    if (!c->reply.kept)
+        nng_msg_free(m);
+    c->reply.req = NULL;
     rm = c->reply.msg;
     c->reply.msg = NULL;
     if (st != OT_OK) {
@@ -984,10 +1058,21 @@ ot_status oti_server_start(oti_sock *s, oti_handler_fn fn, void *arg, char *err)
 
 ot_status oti_reply_append(oti_reply *r, const void *data, size_t len)
 {
+    size_t used;
+
     if (r == NULL || (data == NULL && len > 0))
         return OT_EINVAL;
     if (len == 0)
         return OT_OK;
+    /* nng 1.5.2 grows a message to the exact size on every append, so a
+     * reply built from many frames (a trainer's aggregated update) cost
+     * O(n^2) copying: seconds for a few MiB, longer than the trainer's
+     * timeout.  Reserve geometrically instead. */
+    used = nng_msg_len(r->msg);
+    if (len > SIZE_MAX / 2 - used)
+        return OT_ENOMEM;
+    if (used + len > nng_msg_capacity(r->msg) && nng_msg_reserve(r->msg, 2 * (used + len)) != 0)
+        return OT_ENOMEM;
     return nng_msg_append(r->msg, data, len) == 0 ? OT_OK : OT_ENOMEM;
 }
 
@@ -1027,6 +1112,20 @@ size_t oti_reply_size(const oti_reply *r)
 char *oti_reply_errbuf(oti_reply *r)
 {
     return r->errbuf;
+}
+
+oti_kept *oti_reply_keep_request(oti_reply *r)
+{
+    if (r == NULL || r->req == NULL || r->kept)
+        return NULL;
+    r->kept = 1;
+    return (oti_kept *)(void *)r->req;
+}
+
+void oti_kept_free(oti_kept *k)
+{
+    if (k != NULL)
+        nng_msg_free((nng_msg *)(void *)k);
 }
 
 /* ---- REQ: requests ---------------------------------------------------------- */

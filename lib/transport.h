@@ -105,7 +105,14 @@ typedef struct oti_tp_opts {
     size_t hmac_key_len;      /* 1..OTI_HMAC_KEY_MAX */
     uint32_t sender_id;       /* this socket's id in trailers; 0: random (default) */
     uint32_t replay_senders;  /* senders remembered for replay checks (default 256) */
+    /* Connection limit: pipes the socket holds at once (0: no limit, the
+     * default; at most OTI_TP_MAX_CONNS).  A connection over it is closed
+     * as soon as nng has negotiated it (NNG_PIPE_EV_ADD_PRE), before the
+     * socket uses it, and counted in refused_conns. */
+    int max_conns;
 } oti_tp_opts;
+
+#define OTI_TP_MAX_CONNS 65536 /* largest max_conns accepted */
 
 /* Sets every field to its default. */
 void oti_tp_opts_init(oti_tp_opts *o);
@@ -125,6 +132,7 @@ typedef struct oti_tp_stats {
     uint64_t handler_errors;  /* REP: handler returned an error (sent as an error reply) */
     uint64_t resends;         /* REQ, authenticated: requests resent with a new sequence */
     uint64_t senders_evicted; /* replay table full: least recently heard sender forgotten */
+    uint64_t refused_conns;   /* connections closed because max_conns were open */
 } oti_tp_stats;
 
 /* ---- sockets ------------------------------------------------------------ */
@@ -229,6 +237,21 @@ size_t oti_reply_size(const oti_reply *r);
 
 /* An OTI_ERRMSG_LEN buffer for the handler's error text (use with oti_err()). */
 char *oti_reply_errbuf(oti_reply *r);
+
+/* A request kept past its handler (oti_reply_keep_request). */
+typedef struct oti_kept oti_kept;
+
+/*
+ * Called by a handler: keeps the request it is answering, so its bytes (the
+ * `req`, `len` the handler was given) stay valid after the handler returns,
+ * until oti_kept_free(); the transport then does not free them.  Saves a
+ * copy of a large request the handler wants to hold on to.  NULL if already
+ * kept (or r is NULL).
+ */
+oti_kept *oti_reply_keep_request(oti_reply *r);
+
+/* Frees a kept request.  NULL is ignored.  Thread-safe. */
+void oti_kept_free(oti_kept *k);
 
 /* ---- request/reply: client ---------------------------------------------- */
 

@@ -187,7 +187,9 @@ struct oti_wal {
     uint64_t seg_off;     /* its length in bytes */
     uint64_t seg_records; /* records appended to it by this appender */
     uint64_t written;     /* atomic: bytes appended over the appender's life */
-    int broken;           /* atomic: appends refused */
+    int broken;           /* atomic: appends refused; set under smu */
+    int mendable;         /* under smu: the break is older than the open segment */
+    int fail_next;        /* atomic: OTI_WAL_FAIL_* test hook bits */
     uint8_t *buf;
     size_t cap;
     pthread_mutex_t smu;  /* syncing, synced, and fd against rotation */
@@ -195,6 +197,14 @@ struct oti_wal {
     int syncing;
     uint64_t synced;
 };
+
+/* Marks the log broken (smu held): appends and syncs are refused until a
+ * checkpoint written after the next rotation mends it. */
+static void set_broken(oti_wal *w)
+{
+    w->mendable = 0;
+    __atomic_store_n(&w->broken, 1, __ATOMIC_RELEASE);
+}
 
 /* "<dir>/wal-<start 20 digits>.otw" into a buffer of n bytes. */
 static void seg_path(const oti_wal *w, uint64_t start, char *out, size_t n)
@@ -324,6 +334,7 @@ ot_status oti_wal_append(oti_wal *w, const oti_wal_rec *r, uint64_t *ticket, cha
 {
     size_t total = OTI_WAL_REC_HEADER + r->len;
     uint64_t t;
+    int e = 0;
 
     if (w->fd < 0 || __atomic_load_n(&w->broken, __ATOMIC_ACQUIRE))
         return oti_err(err, OT_EIO, "the write-ahead log failed earlier; deltas are refused "
@@ -339,11 +350,21 @@ ot_status oti_wal_append(oti_wal *w, const oti_wal_rec *r, uint64_t *ticket, cha
     }
     oti_wal_record_header(w->buf, r);
     memcpy(w->buf + OTI_WAL_REC_HEADER, r->frame, r->len);
-    if (write_all(w->fd, w->buf, total) != 0) {
-        int e = errno;
+    if (__atomic_fetch_and(&w->fail_next, ~OTI_WAL_FAIL_WRITE, __ATOMIC_ACQ_REL) &
+        OTI_WAL_FAIL_WRITE) {
+        /* Test hook: a disk that fills up halfway through the record. */
+        (void)write_all(w->fd, w->buf, total / 2);
+        e = ENOSPC;
+    } else if (write_all(w->fd, w->buf, total) != 0) {
+        e = errno;
+    }
+    if (e != 0) {
         /* Cut a partial record off, so later records follow good ones. */
-        if (ftruncate(w->fd, (off_t)w->seg_off) != 0)
-            __atomic_store_n(&w->broken, 1, __ATOMIC_RELEASE);
+        if (ftruncate(w->fd, (off_t)w->seg_off) != 0) {
+            pthread_mutex_lock(&w->smu);
+            set_broken(w);
+            pthread_mutex_unlock(&w->smu);
+        }
         return oti_err(err, OT_EIO, "cannot append to the write-ahead log: %s", strerror(e));
     }
     w->seg_off += total;
@@ -368,11 +389,25 @@ ot_status oti_wal_sync(oti_wal *w, uint64_t ticket, int *did, char *err)
             pthread_cond_wait(&w->scv, &w->smu);
             continue;
         }
+        if (__atomic_load_n(&w->broken, __ATOMIC_ACQUIRE)) {
+            /* A later fdatasync could succeed without the lost pages
+             * (Linux reports a write-back error once): only a new segment
+             * after a checkpoint makes the log trustworthy again. */
+            st = oti_err(err, OT_EIO, "the write-ahead log failed earlier and is not synced "
+                                      "until a checkpoint succeeds");
+            break;
+        }
         target = __atomic_load_n(&w->written, __ATOMIC_ACQUIRE);
         fd = w->fd;
         w->syncing = 1;
         pthread_mutex_unlock(&w->smu);
-        rc = fd >= 0 ? fdatasync(fd) : -1;
+        if (__atomic_fetch_and(&w->fail_next, ~OTI_WAL_FAIL_SYNC, __ATOMIC_ACQ_REL) &
+            OTI_WAL_FAIL_SYNC) {
+            rc = -1; /* test hook */
+            errno = EIO;
+        } else {
+            rc = fd >= 0 ? fdatasync(fd) : -1;
+        }
         if (rc != 0)
             e = fd >= 0 ? errno : EBADF;
         pthread_mutex_lock(&w->smu);
@@ -383,7 +418,7 @@ ot_status oti_wal_sync(oti_wal *w, uint64_t ticket, int *did, char *err)
         if (rc != 0) {
             /* The kernel may have dropped the pages: nothing written since
              * the last good sync can be trusted to be on disk. */
-            __atomic_store_n(&w->broken, 1, __ATOMIC_RELEASE);
+            set_broken(w);
             st = oti_err(err, OT_EIO, "cannot sync the write-ahead log: %s", strerror(e));
             break;
         }
@@ -404,6 +439,22 @@ int oti_wal_broken(const oti_wal *w)
     return __atomic_load_n(&w->broken, __ATOMIC_ACQUIRE);
 }
 
+void oti_wal_mend(oti_wal *w)
+{
+    pthread_mutex_lock(&w->smu);
+    if (w->mendable) {
+        w->mendable = 0;
+        __atomic_store_n(&w->broken, 0, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&w->smu);
+}
+
+void oti_wal_fail_next(oti_wal *w, int what)
+{
+    __atomic_fetch_or(&w->fail_next, what & (OTI_WAL_FAIL_WRITE | OTI_WAL_FAIL_SYNC),
+                      __ATOMIC_ACQ_REL);
+}
+
 uint64_t oti_wal_segment_start(const oti_wal *w)
 {
     return w->seg_start;
@@ -415,11 +466,26 @@ ot_status oti_wal_rotate(oti_wal *w, uint64_t start, char *err)
     ot_status st;
 
     if (w->fd >= 0 && start == w->seg_start) {
-        /* Only possible when nothing was applied since the segment began. */
-        if (w->seg_records == 0 && !__atomic_load_n(&w->broken, __ATOMIC_ACQUIRE))
-            return OT_OK;
-        return oti_err(err, OT_EIO, "log segment %llu is already in use",
-                       (unsigned long long)start);
+        /* Only possible when nothing was applied since the segment began
+         * (a retried checkpoint).  A broken log may hold part of a record
+         * after the good ones: cut it off. */
+        if (w->seg_records != 0)
+            return oti_err(err, OT_EIO, "log segment %llu is already in use",
+                           (unsigned long long)start);
+        pthread_mutex_lock(&w->smu);
+        while (w->syncing)
+            pthread_cond_wait(&w->scv, &w->smu);
+        if (__atomic_load_n(&w->broken, __ATOMIC_ACQUIRE)) {
+            if (ftruncate(w->fd, (off_t)w->seg_off) != 0 || fdatasync(w->fd) != 0) {
+                int e = errno;
+                pthread_mutex_unlock(&w->smu);
+                return oti_err(err, OT_EIO, "cannot cut log segment %llu back: %s",
+                               (unsigned long long)start, strerror(e));
+            }
+            w->mendable = 1;
+        }
+        pthread_mutex_unlock(&w->smu);
+        return OT_OK;
     }
     pthread_mutex_lock(&w->smu);
     while (w->syncing)
@@ -442,7 +508,9 @@ ot_status oti_wal_rotate(oti_wal *w, uint64_t start, char *err)
     w->seg_off = OTI_WAL_SEG_HEADER;
     w->seg_records = 0;
     w->synced = __atomic_load_n(&w->written, __ATOMIC_ACQUIRE);
-    __atomic_store_n(&w->broken, 0, __ATOMIC_RELEASE);
+    /* A broken log stays broken: what the old segment lost is only safe
+     * once the checkpoint that starts this segment is written (mend). */
+    w->mendable = __atomic_load_n(&w->broken, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&w->smu);
     if (old >= 0)
         close(old);

@@ -33,15 +33,6 @@
 
 /* ---- helpers ------------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts;
-
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&ts, NULL);
-}
-
 /* Request timeouts of the tests, stretched under valgrind (make
  * check-valgrind sets OT_VALGRIND), where a TLS handshake alone can take
  * seconds. */
@@ -150,58 +141,6 @@ static ot_param_server *server_at(const ot_config *cfg, const char *url, const c
     return ps;
 }
 
-static ot_trainer *trainer_at(const ot_config *cfg, uint32_t id, const char *url)
-{
-    ot_config *c = NULL;
-    ot_trainer *tr = NULL;
-    ot_status st;
-
-    ck_assert_int_eq(ot_config_clone(cfg, &c), OT_OK);
-    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TRAINER_ID, id), OT_OK);
-    ck_assert_int_eq(ot_trainer_create(c, &tr), OT_OK);
-    ot_config_destroy(c);
-    st = ot_trainer_connect(tr, url);
-    ck_assert_msg(st == OT_OK, "connect %s: %s: %s", url, ot_status_name(st),
-                  ot_trainer_errmsg(tr));
-    return tr;
-}
-
-/* Example i of stream `tag`: a few features of its own, label by parity. */
-static ot_example *make_ex(const char *tag, int i)
-{
-    ot_example *ex = NULL;
-    char name[64];
-    int k;
-
-    ck_assert_int_eq(ot_example_create(NULL, &ex), OT_OK);
-    for (k = 0; k < 3; k++) {
-        snprintf(name, sizeof(name), "%s_f%d", tag, (i * 3 + k) % 23);
-        ck_assert_int_eq(ot_example_add_feature(ex, NULL, name, 1.0f + 0.25f * (float)k), OT_OK);
-    }
-    ck_assert_int_eq(ot_example_set_label(ex, (i % 2) ? 1.0f : 0.0f), OT_OK);
-    return ex;
-}
-
-static void learn_n(ot_trainer *tr, ot_model *alone, const char *tag, int n)
-{
-    int i;
-
-    for (i = 0; i < n; i++) {
-        ot_example *ex = make_ex(tag, i);
-        if (tr != NULL)
-            ck_assert_int_eq(ot_trainer_learn(tr, ex, NULL), OT_OK);
-        if (alone != NULL)
-            ck_assert_int_eq(ot_model_learn(alone, ex, NULL), OT_OK);
-        ot_example_destroy(ex);
-    }
-}
-
-static void sync_ok(ot_trainer *tr)
-{
-    ot_status st = ot_trainer_sync(tr);
-    ck_assert_msg(st == OT_OK, "sync: %s: %s", ot_status_name(st), ot_trainer_errmsg(tr));
-}
-
 /* A sync right after a server restart: the trainer's dialer may still be
  * reconnecting, so a transient failure is tried again (the frame stays
  * pending with its sequence number). */
@@ -219,118 +158,19 @@ static void sync_after_restart(ot_trainer *tr)
     ck_assert_msg(st == OT_OK, "sync: %s: %s", ot_status_name(st), ot_trainer_errmsg(tr));
 }
 
-static double stat_ps(const ot_param_server *ps, const char *name)
-{
-    double v = -1;
-    ck_assert_msg(ot_param_server_stat(ps, name, &v) == OT_OK, "no stat %s", name);
-    return v;
-}
-
 /* A server stat once it reaches `want` (a dropped message is counted when
  * the server gets to it, which a loaded machine may delay), else its value
  * after 10 s. */
 static double stat_ps_reaches(const ot_param_server *ps, const char *name, double want)
 {
-    double v = stat_ps(ps, name);
+    double v = tu_stat_ps(ps, name);
     int i;
 
     for (i = 0; i < 1000 && v < want; i++) {
-        sleep_ms(10);
-        v = stat_ps(ps, name);
+        tu_sleep_ms(10);
+        v = tu_stat_ps(ps, name);
     }
     return v;
-}
-
-static double stat_tr(const ot_trainer *tr, const char *name)
-{
-    double v = -1;
-    ck_assert_int_eq(ot_trainer_stat(tr, name, &v), OT_OK);
-    return v;
-}
-
-static ot_model *master_copy(const ot_param_server *ps)
-{
-    ot_model *m = NULL;
-    ck_assert_int_eq(ot_param_server_copy_model(ps, &m), OT_OK);
-    return m;
-}
-
-/* Whether two models of one shape hold the same bits in every array. */
-static int same_bits(const ot_model *a, const ot_model *b)
-{
-    size_t i, nb = ot_model_num_blocks(a);
-
-    ck_assert_uint_eq(ot_model_fingerprint(a), ot_model_fingerprint(b));
-    for (i = 0; i < nb; i++) {
-        uint64_t rows;
-        uint32_t cols;
-        int ns, k;
-        ot_model_block_info(a, i, NULL, NULL, NULL, &rows, &cols, &ns);
-        for (k = 0; k <= ns; k++) {
-            const float *x, *y;
-            ck_assert_int_eq(ot_model_block_data(a, i, k, &x), OT_OK);
-            ck_assert_int_eq(ot_model_block_data(b, i, k, &y), OT_OK);
-            if (memcmp(x, y, (size_t)(rows * cols) * sizeof(float)) != 0)
-                return 0;
-        }
-    }
-    return 1;
-}
-
-/* Largest |a - b| over the weights of two models of one shape. */
-static double max_diff(const ot_model *a, const ot_model *b)
-{
-    size_t i, nb = ot_model_num_blocks(a);
-    double worst = 0;
-
-    for (i = 0; i < nb; i++) {
-        uint64_t rows, j;
-        uint32_t cols;
-        const float *x, *y;
-        ot_model_block_info(a, i, NULL, NULL, NULL, &rows, &cols, NULL);
-        ot_model_block_data(a, i, OT_ARRAY_WEIGHTS, &x);
-        ot_model_block_data(b, i, OT_ARRAY_WEIGHTS, &y);
-        for (j = 0; j < rows * cols; j++)
-            if (fabs((double)x[j] - (double)y[j]) > worst)
-                worst = fabs((double)x[j] - (double)y[j]);
-    }
-    return worst;
-}
-
-/* An ADD frame made by hand: a model of cfg learns `n` examples of `tag`. */
-static ot_buf *hand_frame(const ot_config *cfg, const char *tag, int n, uint32_t sender,
-                          uint64_t seq)
-{
-    ot_model *m = NULL;
-    ot_snapshot *s = NULL;
-    ot_delta_encoder *enc = NULL;
-    ot_buf *b = NULL;
-    int more = 0;
-
-    ck_assert_int_eq(ot_model_create(cfg, &m), OT_OK);
-    ck_assert_int_eq(ot_snapshot_create(cfg, m, 0, &s), OT_OK);
-    learn_n(NULL, m, tag, n);
-    ck_assert_int_eq(ot_delta_encoder_create(cfg, &enc), OT_OK);
-    ot_delta_encoder_set_ids(enc, 0, sender);
-    ot_delta_encoder_set_sequence(enc, seq);
-    ck_assert_int_eq(ot_delta_encode_buf(enc, m, &s, &b, &more), OT_OK);
-    ot_delta_encoder_destroy(enc);
-    ot_snapshot_release(s);
-    ot_model_destroy(m);
-    return b;
-}
-
-static oti_sock *raw_req(const char *url)
-{
-    oti_sock *s = NULL;
-    oti_tp_opts o;
-
-    oti_tp_opts_init(&o);
-    o.resend_ms = 0;
-    o.reconnect_min_ms = 10;
-    ck_assert_int_eq(oti_sock_create(OTI_SOCK_REQ, &o, &s, NULL), OT_OK);
-    ck_assert_int_eq(oti_sock_dial(s, url, 0, NULL), OT_OK);
-    return s;
 }
 
 /* ---- options ---------------------------------------------------------------------- */
@@ -423,7 +263,7 @@ START_TEST(test_durable_checkpoint_file_roundtrip_and_damage)
     make_dir(dir, sizeof(dir));
     ck_assert_int_eq(ot_model_create(cfg, &m), OT_OK);
     ck_assert_int_eq(ot_model_create(cfg, &back), OT_OK);
-    learn_n(NULL, m, "ck", 30);
+    tu_learn_n(NULL, m, "ck", 30);
     memset(&s, 0, sizeof(s));
     memset(&r, 0, sizeof(r));
     s.version = 42;
@@ -442,7 +282,7 @@ START_TEST(test_durable_checkpoint_file_roundtrip_and_damage)
     r.shard = 0;
     ck_assert_int_eq(oti_ckpt_read(&a, &src, back, &r, err), OT_OK);
     fclose(fp);
-    ck_assert(same_bits(m, back));
+    ck_assert(tu_same_bits(m, back, 1));
     ck_assert_uint_eq(r.version, 42);
     ck_assert_uint_eq(r.published_version, 40);
     ck_assert_uint_eq(r.ntrainers, 2);
@@ -528,7 +368,7 @@ START_TEST(test_durable_wal_segment_scan)
     oti_wal_segment_header(seg, 0x1234, 0, 10);
     ends[0] = len;
     for (i = 0; i < 3; i++) {
-        ot_buf *f = hand_frame(cfg, i == 1 ? "b" : "a", 3 + i, 5, (uint64_t)(i + 1));
+        ot_buf *f = tu_hand_frame(cfg, i == 1 ? "b" : "a", 3 + i, 5, (uint64_t)(i + 1), 0);
         oti_wal_rec r;
         r.sender = 5;
         r.sequence = (uint64_t)(i + 1);
@@ -606,13 +446,13 @@ START_TEST(test_durable_checkpoint_restores_master_and_trainers)
     ck_assert_int_eq(ot_config_set_str(cfg, OT_OPT_WAL, "off"), OT_OK);
     inproc_url(url, sizeof(url), "ck");
     ps = server_at(cfg, url, NULL);
-    t1 = trainer_at(cfg, 1, url);
-    t2 = trainer_at(cfg, 2, url);
+    t1 = tu_trainer_at(cfg, 1, url);
+    t2 = tu_trainer_at(cfg, 2, url);
     for (k = 0; k < 3; k++) {
-        learn_n(t1, NULL, k == 0 ? "a" : k == 1 ? "b" : "c", 5);
-        sync_ok(t1);
-        learn_n(t2, NULL, "z", 4);
-        sync_ok(t2);
+        tu_learn_n(t1, NULL, k == 0 ? "a" : k == 1 ? "b" : "c", 5);
+        tu_sync_ok(t1);
+        tu_learn_n(t2, NULL, "z", 4);
+        tu_sync_ok(t2);
     }
     ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_OK);
     v = ot_param_server_version(ps);
@@ -628,15 +468,15 @@ START_TEST(test_durable_checkpoint_restores_master_and_trainers)
                 found += strcmp(name, mine[j]) == 0;
         ck_assert_uint_eq(found, sizeof(mine) / sizeof(mine[0]));
     }
-    ck_assert_double_eq(stat_ps(ps, "checkpoints"), 1);
-    ck_assert_double_eq(stat_ps(ps, "checkpoint_version"), 6);
-    ck_assert_double_gt(stat_ps(ps, "checkpoint_bytes"), 0);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoints"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoint_version"), 6);
+    ck_assert_double_gt(tu_stat_ps(ps, "checkpoint_bytes"), 0);
     /* nothing changed: nothing written */
     ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_OK);
-    ck_assert_double_eq(stat_ps(ps, "checkpoints"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoints"), 1);
     ck_assert_int_eq(count_files(dir, "checkpoint-", ".otc"), 1);
     ck_assert_int_eq(count_files(dir, "wal-", ".otw"), 0); /* wal off */
-    before = master_copy(ps);
+    before = tu_master_copy(ps);
     ot_trainer_destroy(t1);
     ot_trainer_destroy(t2);
     ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
@@ -644,12 +484,12 @@ START_TEST(test_durable_checkpoint_restores_master_and_trainers)
 
     ps = server_at(cfg, url, NULL);
     ck_assert_uint_eq(ot_param_server_version(ps), v);
-    ck_assert_double_eq(stat_ps(ps, "restored_version"), (double)v);
-    ck_assert_double_eq(stat_ps(ps, "wal_replayed"), 0);
-    after = master_copy(ps);
-    ck_assert(same_bits(before, after));
+    ck_assert_double_eq(tu_stat_ps(ps, "restored_version"), (double)v);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 0);
+    after = tu_master_copy(ps);
+    ck_assert(tu_same_bits(before, after, 1));
     /* the trainer table: each trainer's last sequence (3 syncs each) */
-    s = raw_req(url);
+    s = tu_raw_req(url);
     ck_assert_int_eq(oti_hello(s, ot_model_fingerprint(after), 1, 0, 1, (int32_t)ms(3000), &ack, NULL), OT_OK);
     ck_assert_uint_eq(ack.last_sequence, 3);
     ck_assert_uint_eq(ack.version, v);
@@ -685,18 +525,18 @@ START_TEST(test_durable_log_replayed_after_crash)
     }
     inproc_url(url, sizeof(url), "wal");
     ps = server_at(cfg, url, NULL);
-    tr = trainer_at(cfg, 7, url);
+    tr = tu_trainer_at(cfg, 7, url);
     for (k = 0; k < 5; k++) {
-        learn_n(tr, NULL, k % 2 ? "odd" : "even", 3 + k);
-        sync_ok(tr);
+        tu_learn_n(tr, NULL, k % 2 ? "odd" : "even", 3 + k);
+        tu_sync_ok(tr);
     }
     ck_assert_uint_eq(ot_param_server_version(ps), 5);
-    ck_assert_double_eq(stat_ps(ps, "wal_records"), 5);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_records"), 5);
     if (_i == 0 || _i == 3)
-        ck_assert_double_ge(stat_ps(ps, "wal_syncs"), 5);
+        ck_assert_double_ge(tu_stat_ps(ps, "wal_syncs"), 5);
     if (_i == 2)
-        ck_assert_double_eq(stat_ps(ps, "wal_syncs"), 0);
-    before = master_copy(ps);
+        ck_assert_double_eq(tu_stat_ps(ps, "wal_syncs"), 0);
+    before = tu_master_copy(ps);
     /* killed: no final checkpoint, the log alone */
     ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
     ot_param_server_destroy(ps);
@@ -705,19 +545,19 @@ START_TEST(test_durable_log_replayed_after_crash)
     ps = server_at(cfg, url, NULL);
     ck_assert_msg(ot_param_server_version(ps) == 5, "version %llu: %s",
                   (unsigned long long)ot_param_server_version(ps), ot_param_server_errmsg(ps));
-    ck_assert_double_eq(stat_ps(ps, "wal_replayed"), 5);
-    ck_assert_double_eq(stat_ps(ps, "wal_torn_records"), 0);
-    after = master_copy(ps);
-    ck_assert(same_bits(before, after));
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 5);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_torn_records"), 0);
+    after = tu_master_copy(ps);
+    ck_assert(tu_same_bits(before, after, 1));
     ot_model_destroy(after);
     /* the trainer goes on against the restored server */
-    learn_n(tr, NULL, "later", 4);
+    tu_learn_n(tr, NULL, "later", 4);
     sync_after_restart(tr);
     ck_assert_uint_eq(ot_param_server_version(ps), 6);
-    ck_assert_double_eq(stat_ps(ps, "rejected_replay"), 0);
-    after = master_copy(ps);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_replay"), 0);
+    after = tu_master_copy(ps);
     if (_i != 3) /* with "mean" the trainer's own delta counts in full locally */
-        ck_assert_double_lt(max_diff(after, ot_trainer_model(tr)), 1e-6);
+        ck_assert_double_lt(tu_max_diff(after, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(before);
     ot_model_destroy(after);
     ot_trainer_destroy(tr);
@@ -742,14 +582,14 @@ START_TEST(test_durable_torn_tail_dropped)
     cfg = base_cfg(dir);
     inproc_url(url, sizeof(url), "torn");
     ps = server_at(cfg, url, NULL);
-    tr = trainer_at(cfg, 3, url);
+    tr = tu_trainer_at(cfg, 3, url);
     for (k = 0; k < 4; k++) {
-        learn_n(tr, NULL, k % 2 ? "p" : "q", 2 + k);
-        sync_ok(tr);
+        tu_learn_n(tr, NULL, k % 2 ? "p" : "q", 2 + k);
+        tu_sync_ok(tr);
         if (k == 2)
-            at3 = master_copy(ps);
+            at3 = tu_master_copy(ps);
     }
-    at4 = master_copy(ps);
+    at4 = tu_master_copy(ps);
     ot_trainer_destroy(tr);
     ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
     ot_param_server_destroy(ps);
@@ -765,32 +605,32 @@ START_TEST(test_durable_torn_tail_dropped)
         fclose(fp);
     }
     ps = server_at(cfg, url, NULL);
-    ck_assert_double_eq(stat_ps(ps, "wal_torn_records"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_torn_records"), 1);
     ck_assert_ptr_nonnull(strstr(ot_param_server_errmsg(ps), "torn"));
-    m = master_copy(ps);
+    m = tu_master_copy(ps);
     if (_i == 0) {
         ck_assert_uint_eq(ot_param_server_version(ps), 3);
-        ck_assert(same_bits(m, at3));
+        ck_assert(tu_same_bits(m, at3, 1));
         ck_assert_int_lt(file_size(wal), size - 5);
     } else {
         ck_assert_uint_eq(ot_param_server_version(ps), 4);
-        ck_assert(same_bits(m, at4));
+        ck_assert(tu_same_bits(m, at4, 1));
         ck_assert_int_eq(file_size(wal), size);
     }
     ot_model_destroy(m);
     /* appends continue after the cut; a second restart finds nothing torn */
-    tr = trainer_at(cfg, 3, url);
-    learn_n(tr, NULL, "again", 3);
-    sync_ok(tr);
-    at4 = (ot_model_destroy(at4), master_copy(ps));
+    tr = tu_trainer_at(cfg, 3, url);
+    tu_learn_n(tr, NULL, "again", 3);
+    tu_sync_ok(tr);
+    at4 = (ot_model_destroy(at4), tu_master_copy(ps));
     ot_trainer_destroy(tr);
     ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
     ot_param_server_destroy(ps);
     ps = server_at(cfg, url, NULL);
-    ck_assert_double_eq(stat_ps(ps, "wal_torn_records"), 0);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_torn_records"), 0);
     ck_assert_str_eq(ot_param_server_errmsg(ps), "");
-    m = master_copy(ps);
-    ck_assert(same_bits(m, at4));
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, at4, 1));
     ot_model_destroy(m);
     ot_model_destroy(at3);
     ot_model_destroy(at4);
@@ -827,14 +667,14 @@ START_TEST(test_durable_corrupt_checkpoint_falls_back)
     cfg = base_cfg(dir);
     inproc_url(url, sizeof(url), "fall");
     ps = server_at(cfg, url, NULL);
-    tr = trainer_at(cfg, 1, url);
+    tr = tu_trainer_at(cfg, 1, url);
     for (k = 1; k <= 5; k++) {
-        learn_n(tr, NULL, k % 2 ? "u" : "w", k);
-        sync_ok(tr);
+        tu_learn_n(tr, NULL, k % 2 ? "u" : "w", k);
+        tu_sync_ok(tr);
         if (k == 2 || k == 4)
             ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_OK);
     }
-    at5 = master_copy(ps);
+    at5 = tu_master_copy(ps);
     ot_trainer_destroy(tr);
     ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
     ot_param_server_destroy(ps);
@@ -848,11 +688,11 @@ START_TEST(test_durable_corrupt_checkpoint_falls_back)
     flip_byte(path, file_size(path) / 2);
     ps = server_at(cfg, url, NULL);
     ck_assert_uint_eq(ot_param_server_version(ps), 5);
-    ck_assert_double_eq(stat_ps(ps, "checkpoint_fallbacks"), 1);
-    ck_assert_double_eq(stat_ps(ps, "wal_replayed"), 3);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoint_fallbacks"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 3);
     ck_assert_ptr_nonnull(strstr(ot_param_server_errmsg(ps), "corrupt"));
-    m = master_copy(ps);
-    ck_assert(same_bits(m, at5));
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, at5, 1));
     ot_model_destroy(m);
     ck_assert_int_eq(count_files(dir, "checkpoint-", ".otc.corrupt"), 1);
     ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
@@ -883,13 +723,13 @@ START_TEST(test_durable_retention_and_periodic_checkpoints)
     cfg = base_cfg(dir);
     inproc_url(url, sizeof(url), "keep");
     ps = server_at(cfg, url, NULL);
-    tr = trainer_at(cfg, 1, url);
+    tr = tu_trainer_at(cfg, 1, url);
     for (k = 1; k <= 4; k++) {
-        learn_n(tr, NULL, "r", k);
-        sync_ok(tr);
+        tu_learn_n(tr, NULL, "r", k);
+        tu_sync_ok(tr);
         ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_OK);
     }
-    ck_assert_double_eq(stat_ps(ps, "checkpoints"), 4);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoints"), 4);
     ck_assert_int_eq(count_files(dir, "checkpoint-", ".otc"), 2);
     file_path(path, sizeof(path), dir, "checkpoint-", 3, ".otc");
     ck_assert_int_eq(access(path, F_OK), 0);
@@ -902,20 +742,20 @@ START_TEST(test_durable_retention_and_periodic_checkpoints)
     ot_trainer_destroy(tr);
     /* a clean stop writes a final checkpoint when something changed */
     ck_assert_int_eq(ot_param_server_stop(ps), OT_OK);
-    ck_assert_double_eq(stat_ps(ps, "checkpoints"), 4);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoints"), 4);
     ot_param_server_destroy(ps);
 
     /* periodic checkpoints from the background thread */
     ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_CHECKPOINT_INTERVAL_MS, 20), OT_OK);
     ps = server_at(cfg, url, NULL);
     ck_assert_uint_eq(ot_param_server_version(ps), 4);
-    tr = trainer_at(cfg, 1, url);
-    learn_n(tr, NULL, "s", 3);
-    sync_ok(tr);
-    for (k = 0; k < 500 && stat_ps(ps, "checkpoint_version") < 5; k++)
-        sleep_ms(10);
-    ck_assert_double_eq(stat_ps(ps, "checkpoint_version"), 5);
-    ck_assert_double_ge(stat_ps(ps, "checkpoints"), 1);
+    tr = tu_trainer_at(cfg, 1, url);
+    tu_learn_n(tr, NULL, "s", 3);
+    tu_sync_ok(tr);
+    for (k = 0; k < 500 && tu_stat_ps(ps, "checkpoint_version") < 5; k++)
+        tu_sleep_ms(10);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoint_version"), 5);
+    ck_assert_double_ge(tu_stat_ps(ps, "checkpoints"), 1);
     ot_trainer_destroy(tr);
     ot_param_server_destroy(ps);
     ot_config_destroy(cfg);
@@ -1009,18 +849,18 @@ START_TEST(test_durable_exactly_once_after_restart)
     ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_SYNC_RETRIES, 0), OT_OK);
     inproc_url(url, sizeof(url), "once");
     ps = server_at(cfg, url, NULL);
-    tr = trainer_at(cfg, 5, url);
-    learn_n(tr, NULL, "one", 4);
-    sync_ok(tr);
+    tr = tu_trainer_at(cfg, 5, url);
+    tu_learn_n(tr, NULL, "one", 4);
+    tu_sync_ok(tr);
     /* The server applies and logs (and syncs) the next delta, then dies
      * before replying. */
     ck_assert_int_eq(oti_param_server_set_crash_hook(ps, crash_hook, &c), OT_OK);
-    learn_n(tr, NULL, "two", 4);
+    tu_learn_n(tr, NULL, "two", 4);
     st = ot_trainer_sync(tr);
     ck_assert_msg(st == OT_ETIMEDOUT || st == OT_ECLOSED, "sync: %s", ot_status_name(st));
     /* a slow machine may time the request out before the server gets to it */
     for (k = 0; k < 1000 && !__atomic_load_n(&c.fired, __ATOMIC_SEQ_CST); k++)
-        sleep_ms(10);
+        tu_sleep_ms(10);
     ck_assert_int_eq(__atomic_load_n(&c.fired, __ATOMIC_SEQ_CST), 1);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
     ot_param_server_destroy(ps); /* no final checkpoint: the server crashed */
@@ -1034,17 +874,17 @@ START_TEST(test_durable_exactly_once_after_restart)
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
     /* at least once answered duplicate (a resend that timed out on the
      * reconnecting socket may have been answered too), never applied */
-    ck_assert_double_ge(stat_ps(ps, "duplicates"), 1);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), 0);
-    ck_assert_double_ge(stat_tr(tr, "duplicates"), 1);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    ck_assert_double_ge(tu_stat_ps(ps, "duplicates"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), 0);
+    ck_assert_double_ge(tu_stat_tr(tr, "duplicates"), 1);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
-    learn_n(tr, NULL, "three", 4);
-    sync_ok(tr);
+    tu_learn_n(tr, NULL, "three", 4);
+    tu_sync_ok(tr);
     ck_assert_uint_eq(ot_param_server_version(ps), 3);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
     ot_trainer_destroy(tr);
     ot_param_server_destroy(ps);
@@ -1100,10 +940,10 @@ START_TEST(test_durable_exactly_once_after_kill9)
         for (;;)
             pause();
     }
-    tr = trainer_at(cfg, 9, url);
-    learn_n(tr, NULL, "k1", 5);
-    sync_ok(tr);
-    learn_n(tr, NULL, "k2", 5);
+    tr = tu_trainer_at(cfg, 9, url);
+    tu_learn_n(tr, NULL, "k1", 5);
+    tu_sync_ok(tr);
+    tu_learn_n(tr, NULL, "k2", 5);
     st = ot_trainer_sync(tr); /* no reply: the server died */
     ck_assert_msg(st == OT_ETIMEDOUT || st == OT_ECLOSED || st == OT_ETRANSPORT, "sync: %s",
                   ot_status_name(st));
@@ -1114,16 +954,16 @@ START_TEST(test_durable_exactly_once_after_kill9)
     unlink(sock);
     ps = server_at(cfg, url, NULL);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
-    ck_assert_double_eq(stat_ps(ps, "wal_replayed"), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 2);
     sync_after_restart(tr);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
-    ck_assert_double_ge(stat_ps(ps, "duplicates"), 1);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), 0);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    ck_assert_double_ge(tu_stat_ps(ps, "duplicates"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), 0);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
-    learn_n(tr, NULL, "k3", 5);
-    sync_ok(tr);
+    tu_learn_n(tr, NULL, "k3", 5);
+    tu_sync_ok(tr);
     ck_assert_uint_eq(ot_param_server_version(ps), 3);
     ot_trainer_destroy(tr);
     ot_param_server_destroy(ps);
@@ -1141,7 +981,7 @@ START_TEST(test_durable_predictor_save_and_load)
     ot_param_server *ps;
     ot_trainer *tr;
     ot_predictor *p1 = NULL, *p2 = NULL, *p3 = NULL;
-    ot_example *ex = make_ex("probe", 1);
+    ot_example *ex = tu_make_ex("probe", 1);
     float y1 = -1, y2 = -2;
 
     make_dir(dir, sizeof(dir));
@@ -1149,9 +989,9 @@ START_TEST(test_durable_predictor_save_and_load)
     inproc_url(url, sizeof(url), "pred");
     inproc_url(purl, sizeof(purl), "pub");
     ps = server_at(cfg, url, purl);
-    tr = trainer_at(cfg, 1, url);
-    learn_n(tr, NULL, "p", 20);
-    sync_ok(tr);
+    tr = tu_trainer_at(cfg, 1, url);
+    tu_learn_n(tr, NULL, "p", 20);
+    tu_sync_ok(tr);
     ck_assert_int_eq(ot_predictor_create(cfg, &p1), OT_OK);
     ck_assert_int_eq(ot_predictor_save(p1, path), OT_ESTATE); /* nothing served yet */
     ck_assert_int_eq(ot_predictor_subscribe(p1, purl, url), OT_OK);
@@ -1168,8 +1008,8 @@ START_TEST(test_durable_predictor_save_and_load)
     ck_assert_uint_eq(ot_predictor_version(p2), 0);
     ck_assert_int_eq(ot_predictor_load(p2, path), OT_OK); /* again: replaces it */
     /* subscribing still loads a full copy from the server */
-    learn_n(tr, NULL, "q", 20);
-    sync_ok(tr);
+    tu_learn_n(tr, NULL, "q", 20);
+    tu_sync_ok(tr);
     ck_assert_int_eq(ot_predictor_subscribe(p2, purl, url), OT_OK);
     ck_assert_uint_eq(ot_predictor_version(p2), 2);
     ck_assert_int_eq(ot_predictor_predict(p2, ex, &y2), OT_OK);
@@ -1232,14 +1072,14 @@ START_TEST(test_durable_tls_required_refuses_trainer_without_certificate)
     ck_assert_int_eq(ot_trainer_create(rogue, &tr), OT_OK);
     ck_assert_int_ne(ot_trainer_connect(tr, url), OT_OK);
     ot_trainer_destroy(tr);
-    ck_assert_double_eq(stat_ps(ps, "hellos"), 0);
+    ck_assert_double_eq(tu_stat_ps(ps, "hellos"), 0);
     /* a trainer with a certificate the server's CA signed syncs */
-    tr = trainer_at(good, 1, url);
-    learn_n(tr, NULL, "tls", 5);
-    sync_ok(tr);
+    tr = tu_trainer_at(good, 1, url);
+    tu_learn_n(tr, NULL, "tls", 5);
+    tu_sync_ok(tr);
     ck_assert_uint_eq(ot_param_server_version(ps), 1);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
     ot_trainer_destroy(tr);
     ot_param_server_destroy(ps);
@@ -1300,9 +1140,9 @@ START_TEST(test_durable_hmac_wrong_key_and_replay_refused)
     ck_assert_int_eq(ot_config_set_str(nokey, OT_OPT_HMAC_KEY, ""), OT_OK);
     ps = server_at(cfg, "tcp://127.0.0.1:0", NULL);
     url = ot_param_server_url(ps, 0);
-    good = trainer_at(cfg, 1, url);
-    learn_n(good, NULL, "g", 5);
-    sync_ok(good);
+    good = tu_trainer_at(cfg, 1, url);
+    tu_learn_n(good, NULL, "g", 5);
+    tu_sync_ok(good);
 
     /* wrong key: every request dropped and counted; the trainer cannot connect */
     ck_assert_int_eq(ot_trainer_create(bad, &tr), OT_OK);
@@ -1313,18 +1153,18 @@ START_TEST(test_durable_hmac_wrong_key_and_replay_refused)
     ck_assert_int_eq(ot_trainer_create(nokey, &tr), OT_OK);
     ck_assert_int_eq(ot_trainer_connect(tr, url), OT_ETIMEDOUT);
     ot_trainer_destroy(tr);
-    for (k = 0; k < 1000 && stat_ps(ps, "drop_auth") + stat_ps(ps, "drop_short") < 2; k++)
-        sleep_ms(10);
-    ck_assert_double_ge(stat_ps(ps, "drop_auth") + stat_ps(ps, "drop_short"), 2);
+    for (k = 0; k < 1000 && tu_stat_ps(ps, "drop_auth") + tu_stat_ps(ps, "drop_short") < 2; k++)
+        tu_sleep_ms(10);
+    ck_assert_double_ge(tu_stat_ps(ps, "drop_auth") + tu_stat_ps(ps, "drop_short"), 2);
     /* the good trainer keeps syncing meanwhile */
-    learn_n(good, NULL, "h", 5);
-    sync_ok(good);
+    tu_learn_n(good, NULL, "h", 5);
+    tu_sync_ok(good);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
 
     /* a captured message sent twice: the second is a replay */
-    f = hand_frame(cfg, "raw", 3, 77, 1);
+    f = tu_hand_frame(cfg, "raw", 3, 77, 1, 0);
     msg = hmac_wrap(ot_buf_data(f), ot_buf_size(f), 0x5eed, 1000, &mlen);
-    raw = raw_req(url);
+    raw = tu_raw_req(url);
     ck_assert_int_eq(oti_sock_call(raw, msg, mlen, (int32_t)ms(2000), &reply, NULL), OT_OK);
     ot_buf_release(reply);
     reply = NULL;
@@ -1333,8 +1173,8 @@ START_TEST(test_durable_hmac_wrong_key_and_replay_refused)
     ck_assert_int_eq(oti_sock_call(raw, msg, mlen, 300, &reply, NULL), OT_ETIMEDOUT);
     ck_assert_double_eq(stat_ps_reaches(ps, "drop_replay", 1), 1);
     ck_assert_uint_eq(ot_param_server_version(ps), v);
-    learn_n(good, NULL, "i", 5);
-    sync_ok(good);
+    tu_learn_n(good, NULL, "i", 5);
+    tu_sync_ok(good);
     ck_assert_uint_eq(ot_param_server_version(ps), 4);
 
     oti_sock_destroy(raw);
@@ -1368,28 +1208,28 @@ START_TEST(test_durable_oversize_and_too_many_entries_refused)
     ps = server_at(cfg, url, NULL);
     ck_assert_int_eq(ot_config_clone(cfg, &small), OT_OK);
     ck_assert_int_eq(ot_config_set_i64(small, OT_OPT_MAX_ENTRIES, 2), OT_OK);
-    big = trainer_at(cfg, 1, url);
-    ok = trainer_at(small, 2, url);
+    big = tu_trainer_at(cfg, 1, url);
+    ok = tu_trainer_at(small, 2, url);
 
     /* more entries than max_delta_entries: refused and counted */
-    learn_n(big, NULL, "big", 1); /* 3 features and the bias */
+    tu_learn_n(big, NULL, "big", 1); /* 3 features and the bias */
     st = ot_trainer_sync(big);
     ck_assert_int_eq(st, OT_ETOOBIG);
-    ck_assert_double_eq(stat_ps(ps, "rejected_too_big"), 1);
-    ck_assert_double_eq(stat_tr(big, "refused"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_too_big"), 1);
+    ck_assert_double_eq(tu_stat_tr(big, "refused"), 1);
     /* a message over recv_max_bytes: dropped and counted (inproc) */
     junk = calloc(1, 8192);
-    raw = raw_req(url);
+    raw = tu_raw_req(url);
     ck_assert_int_eq(oti_sock_call(raw, junk, 8192, 300, &reply, NULL), OT_ETIMEDOUT);
     ck_assert_double_eq(stat_ps_reaches(ps, "drop_oversize", 1), 1);
     /* a trainer whose frames hold at most 2 entries is served meanwhile
      * (what its encoder held back goes out in the next sync) */
-    learn_n(ok, NULL, "ok", 1);
-    sync_ok(ok);
-    sync_ok(ok);
+    tu_learn_n(ok, NULL, "ok", 1);
+    tu_sync_ok(ok);
+    tu_sync_ok(ok);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
-    ck_assert_double_eq(stat_ps(ps, "rejected_too_big"), 1);
-    ck_assert_double_eq(stat_ps(ps, "entries_in"), 4);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_too_big"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "entries_in"), 4);
     oti_sock_destroy(raw);
     free(junk);
     ot_trainer_destroy(big);
@@ -1410,18 +1250,277 @@ START_TEST(test_durable_all_roles_authenticated)
 
     ck_assert_int_eq(ot_config_set_str(cfg, OT_OPT_HMAC_KEY, KEY_HEX), OT_OK);
     ps = server_at(cfg, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0");
-    tr = trainer_at(cfg, 1, ot_param_server_url(ps, 0));
+    tr = tu_trainer_at(cfg, 1, ot_param_server_url(ps, 0));
     ck_assert_int_eq(ot_predictor_create(cfg, &p), OT_OK);
     st = ot_predictor_subscribe(p, ot_param_server_url(ps, 1), ot_param_server_url(ps, 0));
     ck_assert_msg(st == OT_OK, "subscribe: %s", ot_predictor_errmsg(p));
-    learn_n(tr, NULL, "all", 10);
-    sync_ok(tr);
+    tu_learn_n(tr, NULL, "all", 10);
+    tu_sync_ok(tr);
     ck_assert_int_eq(ot_param_server_publish(ps, 0), OT_OK);
     ck_assert_int_eq(ot_predictor_wait_version(p, 1, 5000), OT_OK);
-    ck_assert_double_eq(stat_ps(ps, "drop_auth"), 0);
+    ck_assert_double_eq(tu_stat_ps(ps, "drop_auth"), 0);
     ot_predictor_destroy(p);
     ot_trainer_destroy(tr);
     ot_param_server_destroy(ps);
+    ot_config_destroy(cfg);
+}
+END_TEST
+
+/* ---- failing disks (test hooks: oti_param_server_fail_next) ------------------------ */
+
+/* Crashes the server (no final checkpoint), destroys it and starts another
+ * from the same directory on the same URL. */
+static ot_param_server *crash_and_restart(ot_param_server *ps, const ot_config *cfg,
+                                          const char *url)
+{
+    ck_assert_int_eq(oti_param_server_crash(ps), OT_OK);
+    ot_param_server_destroy(ps);
+    return server_at(cfg, url, NULL);
+}
+
+START_TEST(test_durable_wal_write_failure_not_acknowledged)
+{
+    char dir[256], url[128], seg[512];
+    ot_config *cfg;
+    ot_param_server *ps;
+    ot_trainer *tr;
+    ot_model *before, *m;
+    long good_size;
+    ot_status st;
+
+    make_dir(dir, sizeof(dir));
+    cfg = base_cfg(dir);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_SYNC_RETRIES, 0), OT_OK);
+    inproc_url(url, sizeof(url), "wfail");
+    ps = server_at(cfg, url, NULL);
+    tr = tu_trainer_at(cfg, 4, url);
+    tu_learn_n(tr, NULL, "a", 5);
+    tu_sync_ok(tr);
+    ck_assert_uint_eq(ot_param_server_version(ps), 1);
+    file_path(seg, sizeof(seg), dir, "wal-", 0, ".otw");
+    good_size = file_size(seg);
+    before = tu_master_copy(ps);
+
+    /* The disk fills up halfway through the next record. */
+    ck_assert_int_eq(oti_param_server_fail_next(ps, OTI_WAL_FAIL_WRITE), OT_OK);
+    tu_learn_n(tr, NULL, "b", 5);
+    st = ot_trainer_sync(tr);
+    ck_assert_msg(st == OT_EIO, "sync: %s: %s", ot_status_name(st), ot_trainer_errmsg(tr));
+    /* not acknowledged, not applied, the half record cut off the log */
+    ck_assert_uint_eq(ot_param_server_version(ps), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_errors"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_records"), 1);
+    ck_assert_double_eq(tu_stat_tr(tr, "refused"), 1);
+    ck_assert_uint_eq(ot_trainer_version(tr), 1);
+    ck_assert_int_eq(file_size(seg), good_size);
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, before, 1));
+    ot_model_destroy(m);
+
+    /* The trainer took the delta back; the next sync sends it again (a new
+     * sequence number) and the log takes it. */
+    tu_sync_ok(tr);
+    ck_assert_uint_eq(ot_param_server_version(ps), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_records"), 2);
+    before = (ot_model_destroy(before), tu_master_copy(ps));
+    ck_assert_double_lt(tu_max_diff(before, ot_trainer_model(tr)), 1e-6);
+
+    /* Restart from the log: both records replay, nothing torn. */
+    ps = crash_and_restart(ps, cfg, url);
+    ck_assert_uint_eq(ot_param_server_version(ps), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_torn_records"), 0);
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, before, 1));
+    ot_model_destroy(m);
+    ot_model_destroy(before);
+    ot_trainer_destroy(tr);
+    ot_param_server_destroy(ps);
+    ot_config_destroy(cfg);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(test_durable_wal_sync_failure_withholds_ack)
+{
+    char dir[256], url[128];
+    ot_config *cfg;
+    ot_param_server *ps;
+    ot_trainer *tr;
+    ot_model *m, *at3;
+    ot_status st;
+
+    make_dir(dir, sizeof(dir));
+    cfg = base_cfg(dir);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_SYNC_RETRIES, 0), OT_OK);
+    inproc_url(url, sizeof(url), "sfail");
+    ps = server_at(cfg, url, NULL);
+    tr = tu_trainer_at(cfg, 6, url);
+    tu_learn_n(tr, NULL, "a", 5);
+    tu_sync_ok(tr);
+
+    /* The fdatasync after the next delta fails: the delta is applied and
+     * logged, but the reply that would acknowledge it is withheld. */
+    ck_assert_int_eq(oti_param_server_fail_next(ps, OTI_WAL_FAIL_SYNC), OT_OK);
+    tu_learn_n(tr, NULL, "b", 5);
+    st = ot_trainer_sync(tr);
+    ck_assert_msg(st == OT_EBUSY, "sync: %s: %s", ot_status_name(st), ot_trainer_errmsg(tr));
+    ck_assert_uint_eq(ot_param_server_version(ps), 2);
+    ck_assert_double_ge(tu_stat_ps(ps, "wal_errors"), 1);
+    ck_assert_uint_eq(ot_trainer_version(tr), 1);
+    ck_assert_double_eq(tu_stat_tr(tr, "deltas_out"), 1);
+    ck_assert_double_eq(tu_stat_tr(tr, "refused"), 0); /* kept pending, not taken back */
+
+    /* A checkpoint makes the master durable and mends the log (the server's
+     * own thread may have taken it already); the resent frame is then
+     * acknowledged as a duplicate, applied once. */
+    ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_OK);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoint_version"), 2);
+    tu_sync_ok(tr);
+    ck_assert_uint_eq(ot_param_server_version(ps), 2);
+    ck_assert_uint_eq(ot_trainer_version(tr), 2);
+    ck_assert_double_ge(tu_stat_tr(tr, "duplicates"), 1);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
+    ot_model_destroy(m);
+    /* new deltas are logged again */
+    tu_learn_n(tr, NULL, "c", 5);
+    tu_sync_ok(tr);
+    ck_assert_uint_eq(ot_param_server_version(ps), 3);
+    at3 = tu_master_copy(ps);
+
+    ps = crash_and_restart(ps, cfg, url);
+    ck_assert_uint_eq(ot_param_server_version(ps), 3);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 1);
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, at3, 1));
+    ot_model_destroy(m);
+    ot_model_destroy(at3);
+    ot_trainer_destroy(tr);
+    ot_param_server_destroy(ps);
+    ot_config_destroy(cfg);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(test_durable_checkpoint_write_failure_keeps_previous)
+{
+    char dir[256], url[128];
+    ot_config *cfg;
+    ot_param_server *ps;
+    ot_trainer *tr;
+    ot_model *m, *at6;
+    int k;
+
+    make_dir(dir, sizeof(dir));
+    cfg = base_cfg(dir);
+    inproc_url(url, sizeof(url), "cfail");
+    ps = server_at(cfg, url, NULL);
+    tr = tu_trainer_at(cfg, 2, url);
+    for (k = 0; k < 3; k++) {
+        tu_learn_n(tr, NULL, k % 2 ? "x" : "y", 3 + k);
+        tu_sync_ok(tr);
+    }
+    ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_OK);
+    for (k = 0; k < 2; k++) {
+        tu_learn_n(tr, NULL, k % 2 ? "x" : "z", 2 + k);
+        tu_sync_ok(tr);
+    }
+    /* The disk fills up while checkpoint 5 is written. */
+    ck_assert_int_eq(oti_param_server_fail_next(ps, OTI_DUR_FAIL_CHECKPOINT), OT_OK);
+    ck_assert_int_eq(ot_param_server_checkpoint(ps), OT_EIO);
+    ck_assert_ptr_nonnull(strstr(ot_param_server_errmsg(ps), "checkpoint-"));
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoint_errors"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "checkpoint_version"), 3);
+    ck_assert_int_eq(count_files(dir, "checkpoint-", ".otc"), 1);
+    ck_assert_int_eq(count_files(dir, "checkpoint-", ".otc.tmp"), 1);
+    /* deltas are still taken: the log after checkpoint 3 holds them */
+    tu_learn_n(tr, NULL, "w", 4);
+    tu_sync_ok(tr);
+    ck_assert_uint_eq(ot_param_server_version(ps), 6);
+    at6 = tu_master_copy(ps);
+
+    ps = crash_and_restart(ps, cfg, url);
+    ck_assert_uint_eq(ot_param_server_version(ps), 6);
+    ck_assert_double_eq(tu_stat_ps(ps, "restored_version"), 6);
+    ck_assert_double_eq(tu_stat_ps(ps, "wal_replayed"), 3);
+    ck_assert_int_eq(count_files(dir, "checkpoint-", ".otc.tmp"), 0);
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, at6, 1));
+    ot_model_destroy(m);
+    ot_model_destroy(at6);
+    ot_trainer_destroy(tr);
+    ot_param_server_destroy(ps);
+    ot_config_destroy(cfg);
+    remove_dir(dir);
+}
+END_TEST
+
+/* ---- connection limit ------------------------------------------------------------ */
+
+START_TEST(test_durable_max_connections_refused)
+{
+    ot_config *cfg, *c3;
+    ot_param_server *ps;
+    ot_trainer *t1, *t2, *t3 = NULL, *t4;
+    oti_sock *s = NULL;
+    oti_tp_opts o;
+    char url[128];
+    int64_t v;
+    ot_status st;
+
+    /* the option and the transport's own check */
+    cfg = base_cfg(NULL);
+    ck_assert_int_eq(ot_config_get_i64(cfg, OT_OPT_MAX_CONNECTIONS, &v), OT_OK);
+    ck_assert_int_eq(v, 1024);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_MAX_CONNECTIONS, 65537), OT_ERANGE);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_MAX_CONNECTIONS, -1), OT_ERANGE);
+    oti_tp_opts_init(&o);
+    ck_assert_int_eq(o.max_conns, 0);
+    o.max_conns = OTI_TP_MAX_CONNS + 1;
+    ck_assert_int_eq(oti_sock_create(OTI_SOCK_REP, &o, &s, NULL), OT_EINVAL);
+
+    /* a server that holds two connections */
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_MAX_CONNECTIONS, 2), OT_OK);
+    ps = server_at(cfg, "tcp://127.0.0.1:0", NULL);
+    snprintf(url, sizeof(url), "%s", ot_param_server_url(ps, 0));
+    t1 = tu_trainer_at(cfg, 1, url);
+    t2 = tu_trainer_at(cfg, 2, url);
+    tu_learn_n(t1, NULL, "one", 3);
+    tu_sync_ok(t1);
+    tu_learn_n(t2, NULL, "two", 3);
+    tu_sync_ok(t2);
+    ck_assert_double_eq(tu_stat_ps(ps, "refused_connections"), 0);
+
+    /* the third is closed as soon as it connects (it keeps redialing) */
+    ck_assert_int_eq(ot_config_clone(cfg, &c3), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c3, OT_OPT_TRAINER_ID, 3), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c3, OT_OPT_TIMEOUT_MS, ms(500)), OT_OK);
+    ck_assert_int_eq(ot_trainer_create(c3, &t3), OT_OK);
+    st = ot_trainer_connect(t3, url);
+    ck_assert_msg(st != OT_OK, "a third connection was let in");
+    ck_assert_double_ge(stat_ps_reaches(ps, "refused_connections", 1), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "hellos"), 2);
+
+    /* the first two keep working */
+    tu_learn_n(t1, NULL, "one-more", 3);
+    tu_sync_ok(t1);
+    tu_learn_n(t2, NULL, "two-more", 3);
+    tu_sync_ok(t2);
+    ck_assert_uint_eq(ot_param_server_version(ps), 4);
+
+    /* a connection that closes frees its place */
+    ot_trainer_destroy(t3);
+    ot_trainer_destroy(t1);
+    t4 = tu_trainer_at(cfg, 4, url);
+    tu_learn_n(t4, NULL, "four", 3);
+    tu_sync_ok(t4);
+    ck_assert_uint_eq(ot_param_server_version(ps), 5);
+
+    ot_trainer_destroy(t4);
+    ot_trainer_destroy(t2);
+    ot_param_server_destroy(ps);
+    ot_config_destroy(c3);
     ot_config_destroy(cfg);
 }
 END_TEST
@@ -1449,6 +1548,9 @@ Suite *suite_durable(void)
     tcase_add_test(tc, test_durable_exactly_once_after_restart);
     tcase_add_test(tc, test_durable_exactly_once_after_kill9);
     tcase_add_test(tc, test_durable_predictor_save_and_load);
+    tcase_add_test(tc, test_durable_wal_write_failure_not_acknowledged);
+    tcase_add_test(tc, test_durable_wal_sync_failure_withholds_ack);
+    tcase_add_test(tc, test_durable_checkpoint_write_failure_keeps_previous);
     suite_add_tcase(s, tc);
 
     tcase_set_tags(net, "net");
@@ -1457,6 +1559,7 @@ Suite *suite_durable(void)
     tcase_add_test(net, test_durable_hmac_wrong_key_and_replay_refused);
     tcase_add_test(net, test_durable_oversize_and_too_many_entries_refused);
     tcase_add_test(net, test_durable_all_roles_authenticated);
+    tcase_add_test(net, test_durable_max_connections_refused);
     suite_add_tcase(s, net);
     return s;
 }

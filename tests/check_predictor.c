@@ -908,6 +908,170 @@ START_TEST(test_predictor_full_update_in_chunks)
 }
 END_TEST
 
+/* Changes the master (a wide row and the bias) and publishes a real-time
+ * update: run between making a scheduled full update's copy and sending it. */
+typedef struct between_arg {
+    ot_param_server *ps;
+    ot_status st;
+} between_arg;
+
+static void bump_and_publish(void *arg)
+{
+    between_arg *a = arg;
+    bump_arg ba;
+
+    memset(&ba, 0, sizeof(ba));
+    ba.n = 2;
+    ba.row[0] = 3;
+    ba.add[0] = 5.0f;
+    ba.row[1] = -1;
+    ba.add[1] = 2.0f;
+    a->st = oti_param_server_with_master(a->ps, bump, &ba);
+    if (a->st == OT_OK)
+        a->st = ot_param_server_publish(a->ps, 0);
+}
+
+/*
+ * A real-time update newer than a scheduled full update's copy goes out
+ * before the copy's first chunk (the full publisher does not hold the
+ * real-time one back).  Predictors swapping the copy in must still end with
+ * the newer values, and the server's published copy must say so.  With
+ * real-time updates on (rt_ms > 0) the server replays the newer values after
+ * the first chunk; with them off it sends a newer copy instead.
+ */
+static void full_update_keeps_newer_values(int64_t rt_ms)
+{
+    ot_config *cfg = make_cfg(12, NULL, 0);
+    ot_param_server *ps;
+    ot_predictor *p;
+    between_arg ba;
+    uint64_t v_copy;
+    double fulls, entries, rts, rts0;
+
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_MAX_MESSAGE, 4096), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_RT_INTERVAL_MS, rt_ms), OT_OK);
+    ps = start_server(cfg, "inproc");
+    p = subscribe(cfg, ps);
+    ck_assert_int_eq(oti_param_server_with_master(ps, ramp, NULL), OT_OK);
+    ck_assert_int_eq(ot_param_server_publish(ps, 1), OT_OK);
+    wait_master_version(p, ps);
+    fulls = wait_stat(p, "full_updates", 1);
+    ck_assert(serves_master(p, ps));
+    v_copy = ot_param_server_version(ps);
+    rts0 = sstat(ps, "rt_updates"); /* subscribe() published some */
+
+    ba.ps = ps;
+    ba.st = OT_EINVAL;
+    ck_assert_int_eq(oti_param_server_test_full_update(ps, bump_and_publish, &ba), OT_OK);
+    ck_assert_int_eq(ba.st, OT_OK);
+    ck_assert_uint_eq(ot_param_server_version(ps), v_copy + 1);
+    ck_assert_double_eq(wait_stat(p, "full_updates", fulls + 1), fulls + 1);
+    wait_master_version(p, ps);
+    ck_assert(serves_master(p, ps));
+    ck_assert_uint_eq(ot_predictor_version(p), v_copy + 1);
+    ck_assert_double_eq(sstat(ps, "published_version"), (double)(v_copy + 1));
+    ck_assert_double_eq(pstat(p, "gaps"), 0);
+    /* one real-time update asked for by bump_and_publish; with them on, a
+     * second one replayed the newer values after the first chunk */
+    rts = sstat(ps, "rt_updates") - rts0;
+    if (rt_ms == 0)
+        ck_assert_double_eq(rts, 1);
+    else
+        ck_assert_double_ge(rts, 2);
+    /* the published copy is what predictors hold: nothing is left to send */
+    entries = sstat(ps, "rt_entries");
+    ck_assert_int_eq(ot_param_server_publish(ps, 0), OT_OK);
+    ck_assert_double_eq(sstat(ps, "rt_entries"), entries);
+
+    ot_predictor_destroy(p);
+    stop_server(ps);
+    ot_config_destroy(cfg);
+}
+
+START_TEST(test_predictor_full_update_keeps_newer_realtime_values)
+{
+    full_update_keeps_newer_values(0);
+    full_update_keeps_newer_values(60000); /* the timer never fires in the test */
+}
+END_TEST
+
+/* Changes two wide rows and publishes a full update on demand: run between
+ * making a scheduled full update's copy and sending it. */
+static void bump_and_publish_full(void *arg)
+{
+    between_arg *a = arg;
+    bump_arg ba;
+
+    memset(&ba, 0, sizeof(ba));
+    ba.n = 2;
+    ba.row[0] = 5;
+    ba.add[0] = 1.0f;
+    ba.row[1] = 9;
+    ba.add[1] = -1.0f;
+    a->st = oti_param_server_with_master(a->ps, bump, &ba);
+    if (a->st == OT_OK)
+        a->st = ot_param_server_publish(a->ps, 1);
+}
+
+/*
+ * With real-time updates off (rt_interval_ms 0, as `ot cluster --full-only`
+ * sets), a scheduled full update is just the full update: no real-time
+ * update before the copy for what changed since the last update, and none
+ * after the first chunk when an update published on demand is newer than
+ * the copy (a copy of the newest master goes out instead).
+ */
+START_TEST(test_predictor_full_only_sends_no_realtime_updates)
+{
+    ot_config *cfg = make_cfg(12, NULL, 0);
+    ot_param_server *ps;
+    ot_predictor *p;
+    between_arg ba;
+    bump_arg bb;
+    double fulls, rts0, prts0;
+
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_MAX_MESSAGE, 4096), OT_OK);
+    ps = start_server(cfg, "inproc");
+    p = subscribe(cfg, ps);
+    ck_assert_int_eq(oti_param_server_with_master(ps, ramp, NULL), OT_OK);
+    ck_assert_int_eq(ot_param_server_publish(ps, 1), OT_OK);
+    wait_master_version(p, ps);
+    fulls = wait_stat(p, "full_updates", 1);
+    rts0 = sstat(ps, "rt_updates"); /* subscribe() published some */
+    prts0 = pstat(p, "rt_updates");
+
+    /* a few rows change, then the scheduled full update */
+    memset(&bb, 0, sizeof(bb));
+    bb.n = 2;
+    bb.row[0] = 3;
+    bb.add[0] = 5.0f;
+    bb.row[1] = -1;
+    bb.add[1] = 2.0f;
+    ck_assert_int_eq(oti_param_server_with_master(ps, bump, &bb), OT_OK);
+    ck_assert_int_eq(oti_param_server_test_full_update(ps, NULL, NULL), OT_OK);
+    ck_assert_double_eq(sstat(ps, "rt_updates"), rts0);
+    ck_assert_double_eq(wait_stat(p, "full_updates", fulls + 1), fulls + 1);
+    wait_master_version(p, ps);
+    ck_assert(serves_master(p, ps));
+
+    /* a newer full update goes out on demand after the copy was made */
+    ba.ps = ps;
+    ba.st = OT_EINVAL;
+    ck_assert_int_eq(oti_param_server_test_full_update(ps, bump_and_publish_full, &ba), OT_OK);
+    ck_assert_int_eq(ba.st, OT_OK);
+    ck_assert_double_eq(sstat(ps, "rt_updates"), rts0);
+    ck_assert_double_eq(sstat(ps, "published_version"), (double)ot_param_server_version(ps));
+    ck_assert_double_eq(wait_stat(p, "full_updates", fulls + 3), fulls + 3);
+    wait_master_version(p, ps);
+    ck_assert(serves_master(p, ps));
+    ck_assert_double_eq(pstat(p, "rt_updates"), prts0);
+    ck_assert_double_eq(pstat(p, "gaps"), 0);
+
+    ot_predictor_destroy(p);
+    stop_server(ps);
+    ot_config_destroy(cfg);
+}
+END_TEST
+
 /* ---- tests: frames from a hand-driven publisher ----------------------------------- */
 
 /* A publisher driven by the test: its own PUB socket and encoders, so frames
@@ -1276,6 +1440,8 @@ Suite *suite_predictor(void)
     tcase_add_test(tc, test_predictor_two_on_one_server);
     tcase_add_test(tc, test_predictor_follows_trainer_ftrl_state);
     tcase_add_test(tc, test_predictor_full_update_in_chunks);
+    tcase_add_test(tc, test_predictor_full_update_keeps_newer_realtime_values);
+    tcase_add_test(tc, test_predictor_full_only_sends_no_realtime_updates);
     tcase_add_test(tc, test_predictor_interleaved_skipped_stale_and_damaged_frames);
     tcase_add_test(tc, test_predictor_never_trains);
     tcase_add_test(tc, test_predictor_errors_and_lifecycle);

@@ -31,15 +31,6 @@ static void unique_url(char *buf, size_t n, const char *scheme, const char *what
         snprintf(buf, n, "inproc://ot-roles-%ld-%s-%d", (long)getpid(), what, seq++);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts;
-
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&ts, NULL);
-}
-
 /* A config for small, deterministic tests: SGD, syncs and publishing by hand. */
 static ot_config *base_cfg(int bits, const char *hidden)
 {
@@ -94,131 +85,7 @@ static void stop_server(ot_param_server *ps)
 
 static ot_trainer *connect_trainer(const ot_config *cfg, uint32_t id, const ot_param_server *ps)
 {
-    ot_config *c = NULL;
-    ot_trainer *tr = NULL;
-    ot_status st;
-
-    ck_assert_int_eq(ot_config_clone(cfg, &c), OT_OK);
-    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TRAINER_ID, id), OT_OK);
-    ck_assert_int_eq(ot_trainer_create(c, &tr), OT_OK);
-    ot_config_destroy(c);
-    st = ot_trainer_connect(tr, ot_param_server_url(ps, 0));
-    ck_assert_msg(st == OT_OK, "connect: %s: %s", ot_status_name(st), ot_trainer_errmsg(tr));
-    return tr;
-}
-
-/* Example i of stream `tag`: a few features of its own, label by parity. */
-static ot_example *make_ex(const char *tag, int i)
-{
-    ot_example *ex = NULL;
-    char name[64];
-    int k;
-
-    ck_assert_int_eq(ot_example_create(NULL, &ex), OT_OK);
-    for (k = 0; k < 4; k++) {
-        snprintf(name, sizeof(name), "%s_f%d", tag, (i * 3 + k) % 17);
-        ck_assert_int_eq(ot_example_add_feature(ex, NULL, name, 1.0f + 0.25f * (float)k), OT_OK);
-    }
-    snprintf(name, sizeof(name), "%s_e%d", tag, i % 5);
-    ck_assert_int_eq(ot_example_add_feature(ex, "e", name, 1.0f), OT_OK);
-    ck_assert_int_eq(ot_example_set_label(ex, (i % 2) ? 1.0f : 0.0f), OT_OK);
-    return ex;
-}
-
-static void learn_n(ot_trainer *tr, ot_model *alone, const char *tag, int n)
-{
-    int i;
-
-    for (i = 0; i < n; i++) {
-        ot_example *ex = make_ex(tag, i);
-        if (tr != NULL)
-            ck_assert_int_eq(ot_trainer_learn(tr, ex, NULL), OT_OK);
-        if (alone != NULL)
-            ck_assert_int_eq(ot_model_learn(alone, ex, NULL), OT_OK);
-        ot_example_destroy(ex);
-    }
-}
-
-static void sync_ok(ot_trainer *tr)
-{
-    ot_status st = ot_trainer_sync(tr);
-    ck_assert_msg(st == OT_OK, "sync: %s: %s", ot_status_name(st), ot_trainer_errmsg(tr));
-}
-
-static double stat_ps(const ot_param_server *ps, const char *name)
-{
-    double v = -1;
-    ck_assert_int_eq(ot_param_server_stat(ps, name, &v), OT_OK);
-    return v;
-}
-
-static double stat_tr(const ot_trainer *tr, const char *name)
-{
-    double v = -1;
-    ck_assert_int_eq(ot_trainer_stat(tr, name, &v), OT_OK);
-    return v;
-}
-
-/* Largest |a - b| over every weight of two models of one shape. */
-static double max_diff(const ot_model *a, const ot_model *b)
-{
-    size_t i, nb = ot_model_num_blocks(a);
-    double worst = 0;
-
-    ck_assert_uint_eq(ot_model_fingerprint(a), ot_model_fingerprint(b));
-    for (i = 0; i < nb; i++) {
-        uint64_t rows, j;
-        uint32_t cols;
-        const float *x, *y;
-        ck_assert_int_eq(ot_model_block_info(a, i, NULL, NULL, NULL, &rows, &cols, NULL), OT_OK);
-        ck_assert_int_eq(ot_model_block_data(a, i, OT_ARRAY_WEIGHTS, &x), OT_OK);
-        ck_assert_int_eq(ot_model_block_data(b, i, OT_ARRAY_WEIGHTS, &y), OT_OK);
-        for (j = 0; j < rows * cols; j++) {
-            double d = fabs((double)x[j] - (double)y[j]);
-            if (d > worst)
-                worst = d;
-        }
-    }
-    return worst;
-}
-
-/* Whether every weight of two models has the same bits. */
-static int same_bits(const ot_model *a, const ot_model *b)
-{
-    size_t i, nb = ot_model_num_blocks(a);
-
-    for (i = 0; i < nb; i++) {
-        uint64_t rows;
-        uint32_t cols;
-        const float *x, *y;
-        ot_model_block_info(a, i, NULL, NULL, NULL, &rows, &cols, NULL);
-        ot_model_block_data(a, i, OT_ARRAY_WEIGHTS, &x);
-        ot_model_block_data(b, i, OT_ARRAY_WEIGHTS, &y);
-        if (memcmp(x, y, (size_t)(rows * cols) * sizeof(float)) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-static ot_model *master_copy(const ot_param_server *ps)
-{
-    ot_model *m = NULL;
-    ck_assert_int_eq(ot_param_server_copy_model(ps, &m), OT_OK);
-    return m;
-}
-
-/* A raw REQ client of the server's trainer URL. */
-static oti_sock *raw_req(const ot_param_server *ps)
-{
-    oti_sock *s = NULL;
-    oti_tp_opts o;
-
-    oti_tp_opts_init(&o);
-    o.resend_ms = 0;
-    o.reconnect_min_ms = 10;
-    ck_assert_int_eq(oti_sock_create(OTI_SOCK_REQ, &o, &s, NULL), OT_OK);
-    ck_assert_int_eq(oti_sock_dial(s, ot_param_server_url(ps, 0), 0, NULL), OT_OK);
-    return s;
+    return tu_trainer_at(cfg, id, ot_param_server_url(ps, 0));
 }
 
 static oti_sock *raw_sub(const ot_param_server *ps)
@@ -229,37 +96,10 @@ static oti_sock *raw_sub(const ot_param_server *ps)
     ck_assert_int_eq(oti_sock_create(OTI_SOCK_SUB, NULL, &s, NULL), OT_OK);
     ck_assert_int_eq(oti_sock_dial(s, ot_param_server_url(ps, 1), 0, NULL), OT_OK);
     for (i = 0; i < 500 && oti_sock_peers(s) < 1; i++)
-        sleep_ms(10);
+        tu_sleep_ms(10);
     ck_assert_int_ge(oti_sock_peers(s), 1);
-    sleep_ms(50); /* let the publisher see the pipe too */
+    tu_sleep_ms(50); /* let the publisher see the pipe too */
     return s;
-}
-
-/* A delta frame made by hand: model `m` (of cfg) learns `tag` examples from
- * its initial state; the ADD frame of the change, as trainer `sender` with
- * sequence `seq` and base version `base`. */
-static ot_buf *hand_frame(const ot_config *cfg, const char *tag, int n, uint32_t sender,
-                          uint64_t seq, uint64_t base)
-{
-    ot_model *m = NULL;
-    ot_snapshot *s = NULL;
-    ot_delta_encoder *enc = NULL;
-    ot_buf *b = NULL;
-    int more = 0;
-
-    ck_assert_int_eq(ot_model_create(cfg, &m), OT_OK);
-    ck_assert_int_eq(ot_snapshot_create(cfg, m, 0, &s), OT_OK);
-    learn_n(NULL, m, tag, n);
-    ck_assert_int_eq(ot_delta_encoder_create(cfg, &enc), OT_OK);
-    ot_delta_encoder_set_ids(enc, 0, sender);
-    ot_delta_encoder_set_sequence(enc, seq);
-    ot_delta_encoder_set_versions(enc, base, 0);
-    ck_assert_int_eq(ot_delta_encode_buf(enc, m, &s, &b, &more), OT_OK);
-    ck_assert_int_eq(more, 0);
-    ot_delta_encoder_destroy(enc);
-    ot_snapshot_release(s);
-    ot_model_destroy(m);
-    return b;
 }
 
 /* Sends one frame; returns the status and, on OT_OK, the decoded ack. */
@@ -379,21 +219,21 @@ static void two_trainers(const char *scheme)
 
     if (strcmp(scheme, "tcp") == 0) /* the bound port, not 0 */
         ck_assert_msg(strcmp(u + strlen(u) - 2, ":0") != 0, "port not resolved: %s", u);
-    learn_n(a, NULL, "alpha", 30);
-    learn_n(b, NULL, "beta", 30);
-    sync_ok(a);
-    sync_ok(b);               /* b gets a's delta in its reply */
-    sync_ok(a);               /* a gets b's */
+    tu_learn_n(a, NULL, "alpha", 30);
+    tu_learn_n(b, NULL, "beta", 30);
+    tu_sync_ok(a);
+    tu_sync_ok(b);               /* b gets a's delta in its reply */
+    tu_sync_ok(a);               /* a gets b's */
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
     ck_assert_uint_eq(ot_trainer_version(a), 2);
     ck_assert_uint_eq(ot_trainer_version(b), 2);
-    ck_assert_double_eq(stat_tr(a, "updates_in"), 1);
-    ck_assert_double_eq(stat_tr(b, "updates_in"), 1);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), 2);
-    ck_assert_double_eq(stat_ps(ps, "trainers"), 2);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(a)), 1e-6);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(b)), 1e-6);
+    ck_assert_double_eq(tu_stat_tr(a, "updates_in"), 1);
+    ck_assert_double_eq(tu_stat_tr(b, "updates_in"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "trainers"), 2);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(a)), 1e-6);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(b)), 1e-6);
     ot_model_destroy(m);
     ot_trainer_destroy(a);
     ot_trainer_destroy(b);
@@ -437,16 +277,16 @@ static void exact_aggregation(const char *aggregation)
         scale = 1.0 / 3.0;
     }
     ps = start_server(cfg, "inproc", 0);
-    start = master_copy(ps);
+    start = tu_master_copy(ps);
     for (i = 0; i < 3; i++) {
         t[i] = connect_trainer(cfg, (uint32_t)(i + 1), ps);
-        ck_assert(same_bits(start, ot_trainer_model(t[i])));
+        ck_assert(tu_same_bits(start, ot_trainer_model(t[i]), 0));
         ck_assert_int_eq(ot_model_clone(start, &alone[i]), OT_OK);
-        learn_n(t[i], alone[i], tags[i], 40);
+        tu_learn_n(t[i], alone[i], tags[i], 40);
     }
     for (i = 0; i < 3; i++)
-        sync_ok(t[i]);
-    m = master_copy(ps);
+        tu_sync_ok(t[i]);
+    m = tu_master_copy(ps);
     nb = ot_model_num_blocks(m);
     for (b = 0; b < nb; b++) {
         uint64_t rows, j;
@@ -470,7 +310,7 @@ static void exact_aggregation(const char *aggregation)
         }
     }
     /* and something was learned at all */
-    ck_assert_double_gt(max_diff(m, start), 1e-3);
+    ck_assert_double_gt(tu_max_diff(m, start), 1e-3);
     ot_model_destroy(m);
     for (i = 0; i < 3; i++) {
         ot_trainer_destroy(t[i]);
@@ -506,22 +346,22 @@ START_TEST(test_roles_ftrl_state_deltas)
     ps = start_server(cfg, "inproc", 0);
     a = connect_trainer(cfg, 1, ps);
     b = connect_trainer(cfg, 2, ps);
-    learn_n(a, NULL, "fa", 30);
-    learn_n(b, NULL, "fb", 30);
-    sync_ok(a);
-    sync_ok(b);
-    sync_ok(a);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(a)), 1e-5);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(b)), 1e-5);
+    tu_learn_n(a, NULL, "fa", 30);
+    tu_learn_n(b, NULL, "fb", 30);
+    tu_sync_ok(a);
+    tu_sync_ok(b);
+    tu_sync_ok(a);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(a)), 1e-5);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(b)), 1e-5);
     /* a new trainer loads weights and state: learning on from the master's
      * state gives the same model as learning on the master itself */
     {
         ot_trainer *c = connect_trainer(cfg, 3, ps);
-        ot_example *ex = make_ex("fa", 1);
+        ot_example *ex = tu_make_ex("fa", 1);
         ck_assert_int_eq(ot_trainer_learn(c, ex, NULL), OT_OK);
         ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
-        ck_assert_double_lt(max_diff(m, ot_trainer_model(c)), 1e-6);
+        ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(c)), 1e-6);
         ot_example_destroy(ex);
         ot_trainer_destroy(c);
     }
@@ -539,29 +379,29 @@ START_TEST(test_roles_same_frame_twice_applied_once)
 {
     ot_config *cfg = base_cfg(10, "");
     ot_param_server *ps = start_server(cfg, "inproc", 0);
-    oti_sock *s = raw_req(ps);
-    ot_buf *f1 = hand_frame(cfg, "x", 10, 7, 1, 0);
-    ot_buf *f2 = hand_frame(cfg, "y", 10, 7, 2, 0);
+    oti_sock *s = tu_raw_req(ot_param_server_url(ps, 0));
+    ot_buf *f1 = tu_hand_frame(cfg, "x", 10, 7, 1, 0);
+    ot_buf *f2 = tu_hand_frame(cfg, "y", 10, 7, 2, 0);
     ot_model *m1, *m2;
     oti_ctl ack;
 
     ck_assert_int_eq(send_raw(s, ot_buf_data(f1), ot_buf_size(f1), &ack, NULL), OT_OK);
     ck_assert_int_eq(ack.result, OTI_SYNC_APPLIED);
     ck_assert_uint_eq(ack.version, 1);
-    m1 = master_copy(ps);
+    m1 = tu_master_copy(ps);
     ck_assert_int_eq(send_raw(s, ot_buf_data(f1), ot_buf_size(f1), &ack, NULL), OT_OK);
     ck_assert_int_eq(ack.result, OTI_SYNC_DUPLICATE);
     ck_assert_uint_eq(ack.version, 1);
     ck_assert_uint_eq(ot_param_server_version(ps), 1);
-    m2 = master_copy(ps);
-    ck_assert(same_bits(m1, m2));
-    ck_assert_double_eq(stat_ps(ps, "duplicates"), 1);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), 1);
+    m2 = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m1, m2, 0));
+    ck_assert_double_eq(tu_stat_ps(ps, "duplicates"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), 1);
     /* sequence 2, then 1 again: older than the last applied */
     ck_assert_int_eq(send_raw(s, ot_buf_data(f2), ot_buf_size(f2), &ack, NULL), OT_OK);
     ck_assert_uint_eq(ack.version, 2);
     ck_assert_int_eq(send_raw(s, ot_buf_data(f1), ot_buf_size(f1), &ack, NULL), OT_EREPLAY);
-    ck_assert_double_eq(stat_ps(ps, "rejected_replay"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_replay"), 1);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
     ot_model_destroy(m1);
     ot_model_destroy(m2);
@@ -585,16 +425,16 @@ START_TEST(test_roles_dropped_request_retried_once)
     tr = connect_trainer(cfg, 3, ps);
     /* From now on every second request the server receives is lost. */
     ck_assert_int_eq(oti_param_server_set_test_hook(ps, 2, 0), OT_OK);
-    learn_n(tr, NULL, "first", 10);
-    sync_ok(tr);                   /* request 1 passes */
-    learn_n(tr, NULL, "second", 10);
-    sync_ok(tr);                   /* request 2 lost, its retry (3) passes */
-    ck_assert_double_ge(stat_tr(tr, "retries"), 1);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), 2);
-    ck_assert_double_eq(stat_ps(ps, "duplicates"), 0);
+    tu_learn_n(tr, NULL, "first", 10);
+    tu_sync_ok(tr);                   /* request 1 passes */
+    tu_learn_n(tr, NULL, "second", 10);
+    tu_sync_ok(tr);                   /* request 2 lost, its retry (3) passes */
+    ck_assert_double_ge(tu_stat_tr(tr, "retries"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "duplicates"), 0);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
     ot_trainer_destroy(tr);
     stop_server(ps);
@@ -617,19 +457,19 @@ START_TEST(test_roles_slow_reply_applied_once)
     /* Every request waits 400 ms: the server applies the delta, but the
      * trainer gives up first (150 ms, one retry). */
     ck_assert_int_eq(oti_param_server_set_test_hook(ps, 0, 400), OT_OK);
-    learn_n(tr, NULL, "slow", 10);
+    tu_learn_n(tr, NULL, "slow", 10);
     st = ot_trainer_sync(tr);
     ck_assert_int_eq(st, OT_ETIMEDOUT);
-    ck_assert_double_eq(stat_tr(tr, "sync_failures"), 1);
-    sleep_ms(1200); /* both attempts reach the server and are answered into the void */
+    ck_assert_double_eq(tu_stat_tr(tr, "sync_failures"), 1);
+    tu_sleep_ms(1200); /* both attempts reach the server and are answered into the void */
     ck_assert_int_eq(oti_param_server_set_test_hook(ps, 0, 0), OT_OK);
     ck_assert_uint_eq(ot_param_server_version(ps), 1);
-    ck_assert_double_ge(stat_ps(ps, "duplicates"), 1);
-    sync_ok(tr); /* the pending frame again: a duplicate */
+    ck_assert_double_ge(tu_stat_ps(ps, "duplicates"), 1);
+    tu_sync_ok(tr); /* the pending frame again: a duplicate */
     ck_assert_uint_eq(ot_param_server_version(ps), 1);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), 1);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), 1);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
     ot_trainer_destroy(tr);
     stop_server(ps);
@@ -644,9 +484,9 @@ START_TEST(test_roles_bad_frames_refused_and_counted)
     ot_config *cfg = base_cfg(10, "");
     ot_config *other = base_cfg(11, "");
     ot_param_server *ps = start_server(cfg, "inproc", 0);
-    oti_sock *s = raw_req(ps);
-    ot_buf *wrong = hand_frame(other, "x", 5, 9, 1, 0);
-    ot_buf *good = hand_frame(cfg, "x", 5, 9, 1, 0);
+    oti_sock *s = tu_raw_req(ot_param_server_url(ps, 0));
+    ot_buf *wrong = tu_hand_frame(other, "x", 5, 9, 1, 0);
+    ot_buf *good = tu_hand_frame(cfg, "x", 5, 9, 1, 0);
     uint8_t *nan_frame;
     size_t n = ot_buf_size(good);
     uint32_t nanbits = 0x7fc00000u;
@@ -656,7 +496,7 @@ START_TEST(test_roles_bad_frames_refused_and_counted)
 
     ck_assert_int_eq(send_raw(s, ot_buf_data(wrong), ot_buf_size(wrong), &ack, NULL),
                      OT_EMISMATCH);
-    ck_assert_double_eq(stat_ps(ps, "rejected_mismatch"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_mismatch"), 1);
     /* NaN as the frame's last value, with a valid checksum */
     nan_frame = malloc(n);
     memcpy(nan_frame, ot_buf_data(good), n);
@@ -664,11 +504,11 @@ START_TEST(test_roles_bad_frames_refused_and_counted)
     oti_put32(nan_frame + OTI_H_CHECKSUM, oti_frame_crc(nan_frame, n));
     ck_assert_int_eq(ot_delta_check(nan_frame, n), OT_ENONFINITE);
     ck_assert_int_eq(send_raw(s, nan_frame, n, &ack, NULL), OT_ENONFINITE);
-    ck_assert_double_eq(stat_ps(ps, "rejected_nonfinite"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_nonfinite"), 1);
     /* a flipped byte: checksum mismatch */
     nan_frame[n - 1] ^= 0x01;
     ck_assert_int_eq(send_raw(s, nan_frame, n, &ack, NULL), OT_ECORRUPT);
-    ck_assert_double_eq(stat_ps(ps, "rejected_corrupt"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_corrupt"), 1);
     free(nan_frame);
     ck_assert_uint_eq(ot_param_server_version(ps), 0);
     /* a trainer with a model of another shape is told at connect */
@@ -680,11 +520,11 @@ START_TEST(test_roles_bad_frames_refused_and_counted)
     }
     /* the server still serves a good trainer */
     tr = connect_trainer(cfg, 1, ps);
-    learn_n(tr, NULL, "good", 10);
-    sync_ok(tr);
+    tu_learn_n(tr, NULL, "good", 10);
+    tu_sync_ok(tr);
     ck_assert_uint_eq(ot_param_server_version(ps), 1);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(tr)), 1e-6);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(tr)), 1e-6);
     ot_model_destroy(m);
     ot_trainer_destroy(tr);
     ot_buf_release(wrong);
@@ -706,22 +546,22 @@ START_TEST(test_roles_update_excludes_own_and_is_small)
     ot_trainer *b = connect_trainer(cfg, 2, ps);
     double before;
 
-    learn_n(a, NULL, "sparse_a", 3);
-    sync_ok(a);
-    learn_n(a, NULL, "sparse_a2", 3);
-    sync_ok(a);                                  /* only a's own frames in the log */
-    ck_assert_double_eq(stat_tr(a, "updates_in"), 0);
-    learn_n(b, NULL, "sparse_b", 3);
-    sync_ok(b);                                  /* a's two frames, not b's own */
-    ck_assert_double_eq(stat_tr(b, "updates_in"), 2);
-    ck_assert_double_lt(stat_tr(b, "update_bytes_in"), 2000);
-    before = stat_ps(ps, "reply_bytes_out");
-    sync_ok(a);                                  /* b's one frame */
-    ck_assert_double_eq(stat_tr(a, "updates_in"), 1);
-    ck_assert_double_lt(stat_tr(a, "update_bytes_in"), 1000);
-    ck_assert_double_lt(stat_ps(ps, "reply_bytes_out") - before, 1200);
+    tu_learn_n(a, NULL, "sparse_a", 3);
+    tu_sync_ok(a);
+    tu_learn_n(a, NULL, "sparse_a2", 3);
+    tu_sync_ok(a);                                  /* only a's own frames in the log */
+    ck_assert_double_eq(tu_stat_tr(a, "updates_in"), 0);
+    tu_learn_n(b, NULL, "sparse_b", 3);
+    tu_sync_ok(b);                                  /* a's two frames, not b's own */
+    ck_assert_double_eq(tu_stat_tr(b, "updates_in"), 2);
+    ck_assert_double_lt(tu_stat_tr(b, "update_bytes_in"), 2000);
+    before = tu_stat_ps(ps, "reply_bytes_out");
+    tu_sync_ok(a);                                  /* b's one frame */
+    ck_assert_double_eq(tu_stat_tr(a, "updates_in"), 1);
+    ck_assert_double_lt(tu_stat_tr(a, "update_bytes_in"), 1000);
+    ck_assert_double_lt(tu_stat_ps(ps, "reply_bytes_out") - before, 1200);
     /* the model is 2^20 weights: 4 MiB; the exchange costs what changed */
-    ck_assert_double_lt(stat_tr(a, "delta_bytes_out"), 4000);
+    ck_assert_double_lt(tu_stat_tr(a, "delta_bytes_out"), 4000);
     ot_trainer_destroy(a);
     ot_trainer_destroy(b);
     stop_server(ps);
@@ -740,21 +580,21 @@ START_TEST(test_roles_lagging_trainer_resyncs)
     ps = start_server(cfg, "inproc", 0);
     a = connect_trainer(cfg, 1, ps);
     b = connect_trainer(cfg, 2, ps);
-    learn_n(a, NULL, "lead", 20);
-    sync_ok(a);
-    learn_n(a, NULL, "lead2", 20);
-    sync_ok(a);
-    learn_n(b, NULL, "lag", 20);
-    sync_ok(b);            /* b's base is 0; the log keeps nothing: resync */
-    ck_assert_double_ge(stat_tr(b, "resyncs"), 1);
-    ck_assert_double_ge(stat_ps(ps, "resyncs"), 1);
+    tu_learn_n(a, NULL, "lead", 20);
+    tu_sync_ok(a);
+    tu_learn_n(a, NULL, "lead2", 20);
+    tu_sync_ok(a);
+    tu_learn_n(b, NULL, "lag", 20);
+    tu_sync_ok(b);            /* b's base is 0; the log keeps nothing: resync */
+    ck_assert_double_ge(tu_stat_tr(b, "resyncs"), 1);
+    ck_assert_double_ge(tu_stat_ps(ps, "resyncs"), 1);
     ck_assert_uint_eq(ot_trainer_version(b), ot_param_server_version(ps));
-    sync_ok(b);            /* sends what rounding left, if anything */
-    sync_ok(a);            /* a is behind b's delta: resyncs too */
-    ck_assert_double_ge(stat_tr(a, "resyncs"), 1);
-    m = master_copy(ps);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(a)), 1e-5);
-    ck_assert_double_lt(max_diff(m, ot_trainer_model(b)), 1e-5);
+    tu_sync_ok(b);            /* sends what rounding left, if anything */
+    tu_sync_ok(a);            /* a is behind b's delta: resyncs too */
+    ck_assert_double_ge(tu_stat_tr(a, "resyncs"), 1);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(a)), 1e-5);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(b)), 1e-5);
     ot_model_destroy(m);
     ot_trainer_destroy(a);
     ot_trainer_destroy(b);
@@ -798,9 +638,9 @@ START_TEST(test_roles_rt_update_carries_changes_over_threshold)
     ck_assert_int_eq(ot_config_set_f64(cfg, OT_OPT_RT_THRESHOLD, 0.1), OT_OK);
     ps = start_server(cfg, "inproc", 1);
     sub = raw_sub(ps);
-    before = master_copy(ps);
+    before = tu_master_copy(ps);
     ck_assert_int_eq(oti_param_server_with_master(ps, set_some, NULL), OT_OK);
-    after = master_copy(ps);
+    after = tu_master_copy(ps);
     ck_assert_int_eq(ot_param_server_publish(ps, 0), OT_OK);
     ck_assert_int_eq(oti_sock_recv(sub, 5000, &msg, NULL), OT_OK);
     ck_assert_int_eq(ot_delta_check(ot_buf_data(msg), ot_buf_size(msg)), OT_OK);
@@ -840,8 +680,8 @@ START_TEST(test_roles_rt_update_carries_changes_over_threshold)
     ot_delta_peek(ot_buf_data(msg), ot_buf_size(msg), OT_DELTA_FIELD_ENTRIES, &entries);
     ck_assert_uint_eq(seq2, seq1 + 1);
     ck_assert_uint_eq(entries, 0);
-    ck_assert_double_eq(stat_ps(ps, "rt_updates"), 2);
-    ck_assert_double_eq(stat_ps(ps, "rt_entries"), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "rt_updates"), 2);
+    ck_assert_double_eq(tu_stat_ps(ps, "rt_entries"), 2);
     ot_buf_release(msg);
     ot_delta_decoder_destroy(dec);
     ot_model_destroy(before);
@@ -918,16 +758,16 @@ START_TEST(test_roles_full_update_chunked_bit_exact)
     sub = raw_sub(ps);
     /* a trainer's learning, then every weight set by hand */
     tr = connect_trainer(cfg, 1, ps);
-    learn_n(tr, NULL, "full", 30);
-    sync_ok(tr);
+    tu_learn_n(tr, NULL, "full", 30);
+    tu_sync_ok(tr);
     ck_assert_int_eq(ot_param_server_publish(ps, 1), OT_OK);
     chunks = recv_full(sub, cfg, &got, &seq);
     ck_assert_int_ge(chunks, 4); /* 4096 wide weights in fp32 do not fit in 4 KiB */
-    m = master_copy(ps);
-    ck_assert(same_bits(m, got));
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, got, 0));
     ot_model_destroy(m);
     ot_model_destroy(got);
-    ck_assert_double_eq(stat_ps(ps, "full_updates"), 1);
+    ck_assert_double_eq(tu_stat_ps(ps, "full_updates"), 1);
     /* every weight changed: a real-time update goes out as a full update */
     ck_assert_int_eq(oti_param_server_with_master(ps, set_all, &v), OT_OK);
     ck_assert_int_eq(ot_param_server_publish(ps, 0), OT_OK);
@@ -937,13 +777,13 @@ START_TEST(test_roles_full_update_chunked_bit_exact)
         ck_assert_int_eq(c2, chunks);
         ck_assert_uint_eq(seq2, seq + (uint64_t)chunks);
     }
-    m = master_copy(ps);
-    ck_assert(same_bits(m, got));
-    ck_assert_double_eq(stat_ps(ps, "rt_promoted_to_full"), 1);
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, got, 0));
+    ck_assert_double_eq(tu_stat_ps(ps, "rt_promoted_to_full"), 1);
     /* a trainer connecting now loads the same chunked full copy by request */
     {
         ot_trainer *t2 = connect_trainer(cfg, 2, ps);
-        ck_assert(same_bits(m, ot_trainer_model(t2)));
+        ck_assert(tu_same_bits(m, ot_trainer_model(t2), 0));
         ck_assert_uint_eq(ot_trainer_version(t2), ot_param_server_version(ps));
         ot_trainer_destroy(t2);
     }
@@ -1004,7 +844,7 @@ static void *worker_main(void *arg)
     int i;
 
     for (i = 0; i < 60 && w->st == OT_OK; i++) {
-        ot_example *ex = make_ex(w->tag, i);
+        ot_example *ex = tu_make_ex(w->tag, i);
         w->st = ot_trainer_learn(w->tr, ex, NULL);
         ot_example_destroy(ex);
     }
@@ -1036,15 +876,15 @@ START_TEST(test_roles_concurrent_trainers_converge)
     }
     /* every trainer synced its last example; one more round brings each the rest */
     for (i = 0; i < 4; i++)
-        sync_ok(w[i].tr);
+        tu_sync_ok(w[i].tr);
     /* 6 syncs each; the last round may add frames of float rounding left
      * in local - snapshot by applying the same update to both */
-    ck_assert_double_ge(stat_ps(ps, "deltas_in"), 24);
-    ck_assert_double_eq(stat_ps(ps, "deltas_in"), (double)ot_param_server_version(ps));
-    ck_assert_double_eq(stat_ps(ps, "rejected_replay") + stat_ps(ps, "rejected_format"), 0);
-    m = master_copy(ps);
+    ck_assert_double_ge(tu_stat_ps(ps, "deltas_in"), 24);
+    ck_assert_double_eq(tu_stat_ps(ps, "deltas_in"), (double)ot_param_server_version(ps));
+    ck_assert_double_eq(tu_stat_ps(ps, "rejected_replay") + tu_stat_ps(ps, "rejected_format"), 0);
+    m = tu_master_copy(ps);
     for (i = 0; i < 4; i++) {
-        ck_assert_double_lt(max_diff(m, ot_trainer_model(w[i].tr)), 1e-5);
+        ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(w[i].tr)), 1e-5);
         ot_trainer_destroy(w[i].tr);
     }
     ot_model_destroy(m);
@@ -1109,9 +949,9 @@ START_TEST(test_roles_trainer_syncs_by_example_count)
     ps = start_server(cfg, "inproc", 0);
     ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_SYNC_EVERY_EXAMPLES, 5), OT_OK);
     tr = connect_trainer(cfg, 1, ps);
-    learn_n(tr, NULL, "count", 12);
-    ck_assert_double_eq(stat_tr(tr, "syncs"), 2);
-    ck_assert_double_eq(stat_tr(tr, "examples"), 12);
+    tu_learn_n(tr, NULL, "count", 12);
+    ck_assert_double_eq(tu_stat_tr(tr, "syncs"), 2);
+    ck_assert_double_eq(tu_stat_tr(tr, "examples"), 12);
     ck_assert_uint_eq(ot_param_server_version(ps), 2);
     ot_trainer_destroy(tr);
     stop_server(ps);
@@ -1130,7 +970,7 @@ START_TEST(test_roles_connect_times_out_without_server)
     ck_assert_int_eq(ot_trainer_create(cfg, &tr), OT_OK);
     ck_assert_int_eq(ot_trainer_connect(tr, url), OT_ETIMEDOUT);
     /* learning still works without a server */
-    learn_n(tr, NULL, "offline", 3);
+    tu_learn_n(tr, NULL, "offline", 3);
     ot_trainer_destroy(tr);
     ot_config_destroy(cfg);
 }

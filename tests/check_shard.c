@@ -5,6 +5,7 @@
  * test creates its sockets and threads inside the forked child.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "model.h"
 #include "params.h"
 #include "protocol.h"
+#include "shard.h"
 #include "tests.h"
 
 #define MAX_SHARDS 4
@@ -411,6 +413,381 @@ START_TEST(test_shard_predictor_follows_every_shard)
 }
 END_TEST
 
+/* An ADD frame of a model trained on a few examples (every block touched:
+ * sparse wide and embedding rows, dense deep layers); *base the model the
+ * frame was made against. */
+static ot_buf *trained_frame(ot_config *c, ot_model **base)
+{
+    ot_model *m = NULL;
+    ot_snapshot *s = NULL;
+    ot_delta_encoder *e = NULL;
+    ot_buf *b = NULL;
+    int i, more = 0;
+
+    ck_assert_int_eq(ot_model_create(c, &m), OT_OK);
+    ck_assert_int_eq(ot_model_clone(m, base), OT_OK);
+    oti_params_clear_touched(oti_model_params(m));
+    ck_assert_int_eq(ot_snapshot_create(c, m, 0, &s), OT_OK);
+    for (i = 0; i < 40; i++) {
+        ot_example *ex = make_ex("split", i);
+        ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
+        ot_example_destroy(ex);
+    }
+    ck_assert_int_eq(ot_delta_encoder_create(c, &e), OT_OK);
+    ck_assert_int_eq(ot_delta_encoder_set_ids(e, 0, 9), OT_OK);
+    ck_assert_int_eq(ot_delta_encoder_set_sequence(e, 77), OT_OK);
+    ck_assert_int_eq(ot_delta_encode_buf(e, m, &s, &b, &more), OT_OK);
+    ck_assert_int_eq(more, 0);
+    ot_delta_encoder_destroy(e);
+    ot_snapshot_release(s);
+    ot_model_destroy(m);
+    return b;
+}
+
+/* Splits `frame` at `bounds` and checks the parts: headers, entry counts,
+ * each part's rows inside its range (when `aligned`: row-aligned bounds),
+ * and applying every part equals applying the frame, bit for bit. */
+static void check_split(const ot_model *base, const uint8_t *frame, size_t len,
+                        const uint64_t *bounds, uint32_t n, int aligned)
+{
+    oti_alloc a = {NULL, NULL};
+    oti_split_buf out[MAX_SHARDS + 2];
+    uint64_t base_v[MAX_SHARDS + 2], entries = 0, v = 0;
+    ot_model *whole = NULL, *parts = NULL;
+    ot_delta_decoder *dec = NULL;
+    char err[OTI_ERRMSG_LEN];
+    uint32_t i;
+
+    memset(out, 0, sizeof(out));
+    for (i = 0; i < n; i++)
+        base_v[i] = 100 + i;
+    ck_assert_int_eq(ot_delta_decoder_create(NULL, &dec), OT_OK);
+    ck_assert_int_eq(ot_model_clone(base, &whole), OT_OK);
+    ck_assert_int_eq(ot_model_clone(base, &parts), OT_OK);
+    ck_assert_int_eq(ot_delta_apply(dec, whole, frame, len), OT_OK);
+    ck_assert_msg(oti_shard_split(&a, oti_model_params_c(base), frame, len, bounds, base_v, n,
+                                  out, err) == OT_OK,
+                  "split: %s", err);
+    for (i = 0; i < n; i++) {
+        ck_assert_int_eq(ot_delta_peek(out[i].data, out[i].len, OT_DELTA_FIELD_SHARD, &v), OT_OK);
+        ck_assert_uint_eq(v, i);
+        ck_assert_int_eq(ot_delta_peek(out[i].data, out[i].len, OT_DELTA_FIELD_BASE_VERSION, &v),
+                         OT_OK);
+        ck_assert_uint_eq(v, 100 + i);
+        ck_assert_int_eq(ot_delta_peek(out[i].data, out[i].len, OT_DELTA_FIELD_SEQUENCE, &v),
+                         OT_OK);
+        ck_assert_uint_eq(v, 77);
+        ck_assert_int_eq(ot_delta_peek(out[i].data, out[i].len, OT_DELTA_FIELD_SENDER, &v), OT_OK);
+        ck_assert_uint_eq(v, 9);
+        ck_assert_int_eq(ot_delta_peek(out[i].data, out[i].len, OT_DELTA_FIELD_ENTRIES, &v), OT_OK);
+        entries += v;
+        ck_assert_int_eq(ot_delta_check(out[i].data, out[i].len), OT_OK);
+        if (aligned)
+            ck_assert_int_eq(ot_delta_decoder_set_shard(dec, i, bounds[i], bounds[i + 1]), OT_OK);
+        else
+            ck_assert_int_eq(ot_delta_decoder_set_shard(dec, i, 0, UINT64_MAX), OT_OK);
+        ck_assert_msg(ot_delta_apply(dec, parts, out[i].data, out[i].len) == OT_OK,
+                      "part %u: %s", (unsigned)i, ot_delta_decoder_errmsg(dec));
+    }
+    ck_assert_int_eq(ot_delta_peek(frame, len, OT_DELTA_FIELD_ENTRIES, &v), OT_OK);
+    ck_assert_uint_eq(entries, v);
+    ck_assert_msg(same_bits(whole, parts), "the parts do not add up to the frame");
+    for (i = 0; i < n; i++)
+        oti_free(&a, out[i].data, out[i].cap);
+    ot_model_destroy(whole);
+    ot_model_destroy(parts);
+    ot_delta_decoder_destroy(dec);
+}
+
+static void split_for(const char *opt, const char *enc)
+{
+    ot_config *c = shard_cfg(0, 1, opt, enc);
+    ot_model *base = NULL;
+    ot_buf *f = trained_frame(c, &base);
+    const oti_params *p = oti_model_params_c(base);
+    uint64_t bounds[MAX_SHARDS + 2], odd[5];
+    uint32_t n, i;
+
+    for (n = 1; n <= MAX_SHARDS; n++) {
+        for (i = 0; i < n; i++)
+            ck_assert_int_eq(oti_shard_range(p, i, n, &bounds[i], &bounds[i + 1]), OT_OK);
+        check_split(base, ot_buf_data(f), ot_buf_size(f), bounds, n, 1);
+    }
+    /* bounds inside blocks and inside rows: every row goes where its first
+     * value lies */
+    odd[0] = 0;
+    odd[1] = 7;
+    odd[2] = p->blocks[p->nblocks - 1].offset + 1;
+    odd[3] = p->total - 2;
+    odd[4] = p->total;
+    check_split(base, ot_buf_data(f), ot_buf_size(f), odd, 4, 0);
+    ot_buf_release(f);
+    ot_model_destroy(base);
+    ot_config_destroy(c);
+}
+
+START_TEST(test_shard_split_adds_up_fp32)
+{
+    split_for("sgd", "fp32");
+}
+END_TEST
+
+START_TEST(test_shard_split_adds_up_adagrad_int8)
+{
+    split_for("adagrad", "int8");
+}
+END_TEST
+
+START_TEST(test_shard_split_refuses_bad_frames)
+{
+    ot_config *c = shard_cfg(0, 1, "sgd", "fp16");
+    ot_config *other = shard_cfg(0, 1, "adagrad", "fp16");
+    ot_model *base = NULL, *m2 = NULL;
+    ot_buf *f = trained_frame(c, &base);
+    const oti_params *p = oti_model_params_c(base);
+    oti_alloc a = {NULL, NULL};
+    oti_split_buf out[2];
+    uint64_t bounds[3], base_v[2] = {0, 0};
+    size_t len = ot_buf_size(f), i, hlen;
+    uint8_t *d = malloc(len);
+    char err[OTI_ERRMSG_LEN];
+    int ok = 0, refused = 0;
+
+    ck_assert_ptr_nonnull(d);
+    memset(out, 0, sizeof(out));
+    ck_assert_int_eq(oti_shard_range(p, 0, 2, &bounds[0], &bounds[1]), OT_OK);
+    ck_assert_int_eq(oti_shard_range(p, 1, 2, &bounds[1], &bounds[2]), OT_OK);
+    ck_assert_int_eq(oti_shard_split(&a, p, NULL, len, bounds, base_v, 2, out, err), OT_EINVAL);
+    ck_assert_int_eq(oti_shard_split(&a, p, ot_buf_data(f), len, bounds, base_v, 0, out, err),
+                     OT_EINVAL);
+    /* not an ADD frame; a frame shorter than it says */
+    memcpy(d, ot_buf_data(f), len);
+    d[OTI_H_KIND] = OT_DELTA_SET;
+    ck_assert_int_eq(oti_shard_split(&a, p, d, len, bounds, base_v, 2, out, err), OT_EFORMAT);
+    ck_assert_int_eq(oti_shard_split(&a, p, ot_buf_data(f), len - 1, bounds, base_v, 2, out, err),
+                     OT_EFORMAT);
+    /* a frame of another model */
+    ck_assert_int_eq(ot_model_create(other, &m2), OT_OK);
+    ck_assert_int_eq(oti_shard_split(&a, oti_model_params_c(m2), ot_buf_data(f), len, bounds,
+                                     base_v, 2, out, err),
+                     OT_EMISMATCH);
+    /* every payload byte damaged in turn (lengths kept consistent): a
+     * clean refusal or a split, never a read past the frame */
+    hlen = oti_get16(ot_buf_data(f) + OTI_H_HLEN);
+    for (i = hlen; i < len; i++) {
+        ot_status st;
+        memcpy(d, ot_buf_data(f), len);
+        d[i] ^= (uint8_t)(0x80u | (i & 0x7fu));
+        st = oti_shard_split(&a, p, d, len, bounds, base_v, 2, out, err);
+        ck_assert_msg(st == OT_OK || st == OT_EFORMAT, "byte %zu: %s", i, ot_status_name(st));
+        if (st == OT_OK)
+            ok++;
+        else
+            refused++;
+    }
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_gt(ok + refused, 0);
+    /* a truncated payload, header patched to match */
+    memcpy(d, ot_buf_data(f), len);
+    oti_put32(d + OTI_H_PAYLOAD, (uint32_t)(len - hlen - 3));
+    ck_assert_int_eq(oti_shard_split(&a, p, d, len - 3, bounds, base_v, 2, out, err), OT_EFORMAT);
+    for (i = 0; i < 2; i++)
+        oti_free(&a, out[i].data, out[i].cap);
+    free(d);
+    ot_buf_release(f);
+    ot_model_destroy(base);
+    ot_model_destroy(m2);
+    ot_config_destroy(c);
+    ot_config_destroy(other);
+}
+END_TEST
+
+/* Learns n examples of 8 features each, all distinct: many changed rows. */
+static void learn_wide(ot_trainer *tr, const char *tag, int from, int n)
+{
+    int i, k;
+
+    for (i = from; i < from + n; i++) {
+        ot_example *ex = NULL;
+        char name[64];
+        ck_assert_int_eq(ot_example_create(NULL, &ex), OT_OK);
+        for (k = 0; k < 8; k++) {
+            snprintf(name, sizeof(name), "%s_%d_%d", tag, i, k);
+            ck_assert_int_eq(ot_example_add_feature(ex, NULL, name, 1.0f), OT_OK);
+        }
+        ck_assert_int_eq(ot_example_set_label(ex, (i % 3 == 0) ? 1.0f : 0.0f), OT_OK);
+        ck_assert_int_eq(ot_trainer_learn(tr, ex, NULL), OT_OK);
+        ot_example_destroy(ex);
+    }
+}
+
+/* Largest |a - b| over every weight. */
+static double max_weight_diff(const ot_model *a, const ot_model *b)
+{
+    const oti_params *pa = oti_model_params_c(a), *pb = oti_model_params_c(b);
+    double worst = 0;
+    size_t i, k;
+
+    ck_assert_uint_eq(pa->nblocks, pb->nblocks);
+    for (i = 0; i < pa->nblocks; i++)
+        for (k = 0; k < (size_t)(pa->blocks[i].rows * pa->blocks[i].cols); k++) {
+            double d = (double)pa->blocks[i].w[k] - (double)pb->blocks[i].w[k];
+            if (d < 0)
+                d = -d;
+            if (d > worst)
+                worst = d;
+        }
+    return worst;
+}
+
+/*
+ * Two trainers take turns while the change log keeps nothing, so the second
+ * is told to resync at every sync.  With a small max_message each delta
+ * goes out as several frames per shard, the next one encoded while the
+ * previous is in flight, and the resync arrives in the middle of such a
+ * sync; full copies (at connect and at each resync) come in many chunks.
+ * Over 1 and 2 shards, the masters end equal to both trainers' models.
+ */
+START_TEST(test_shard_multi_frame_syncs_add_up)
+{
+    uint32_t n;
+
+    for (n = 1; n <= 2; n++) {
+        ot_param_server *ps[2];
+        const char *urls[2];
+        ot_config *c = shard_cfg(0, n, "sgd", "fp32");
+        ot_trainer *tr[2];
+        ot_model *master = NULL;
+        double frames = 0, resyncs = 0;
+        uint32_t i;
+        int k, r;
+
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 14), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_MAX_MESSAGE, 4096), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
+        for (i = 0; i < n; i++) {
+            ot_config *sc = NULL;
+            char url[128];
+            ck_assert_int_eq(ot_config_clone(c, &sc), OT_OK);
+            ck_assert_int_eq(ot_config_set_i64(sc, OT_OPT_SHARD_ID, i), OT_OK);
+            shard_url(url, sizeof(url), "multi", n, i);
+            ck_assert_int_eq(ot_param_server_create(sc, &ps[i]), OT_OK);
+            ck_assert_int_eq(ot_param_server_listen(ps[i], url, NULL), OT_OK);
+            ck_assert_int_eq(ot_param_server_start(ps[i]), OT_OK);
+            urls[i] = ot_param_server_url(ps[i], 0);
+            ot_config_destroy(sc);
+        }
+        for (k = 0; k < 2; k++) {
+            ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TRAINER_ID, 1 + k), OT_OK);
+            ck_assert_int_eq(ot_trainer_create(c, &tr[k]), OT_OK);
+            ck_assert_msg(ot_trainer_connect_shards(tr[k], urls, n) == OT_OK, "connect: %s",
+                          ot_trainer_errmsg(tr[k]));
+        }
+        for (r = 0; r < 4; r++) {
+            learn_wide(tr[0], "ma", r * 300, 300);
+            learn_wide(tr[1], "mb", r * 300, 300);
+            sync_ok(tr[0]);
+            sync_ok(tr[1]); /* behind tr[0]'s frames, and the log keeps none: resync */
+        }
+        for (k = 0; k < 2; k++) {
+            double v = 0;
+            sync_ok(tr[k]);
+            ck_assert_int_eq(ot_trainer_stat(tr[k], "deltas_out", &v), OT_OK);
+            frames += v;
+            ck_assert_int_eq(ot_trainer_stat(tr[k], "resyncs", &v), OT_OK);
+            resyncs += v;
+        }
+        sync_ok(tr[0]); /* catches up with tr[1]'s last frames */
+        /* more frames than syncs: deltas went as several frames per shard */
+        ck_assert_double_gt(frames, 2.0 * 5 * n);
+        ck_assert_double_gt(resyncs, 0);
+        ck_assert_int_eq(ot_model_create(c, &master), OT_OK);
+        for (i = 0; i < n; i++) {
+            ot_model *m = NULL;
+            uint64_t lo, hi;
+            ck_assert_int_eq(ot_param_server_copy_model(ps[i], &m), OT_OK);
+            ck_assert_int_eq(oti_shard_range(oti_model_params_c(m), i, n, &lo, &hi), OT_OK);
+            copy_range(master, m, lo, hi);
+            ot_model_destroy(m);
+        }
+        for (k = 0; k < 2; k++)
+            ck_assert_msg(max_weight_diff(master, ot_trainer_model(tr[k])) < 1e-5,
+                          "%u shards: trainer %d differs from the master by %g", (unsigned)n, k,
+                          max_weight_diff(master, ot_trainer_model(tr[k])));
+        ot_model_destroy(master);
+        for (k = 0; k < 2; k++)
+            ot_trainer_destroy(tr[k]);
+        for (i = 0; i < n; i++)
+            ot_param_server_destroy(ps[i]);
+        ot_config_destroy(c);
+    }
+}
+END_TEST
+
+/*
+ * A full copy's chunks, over a shard's key range or the whole model, for
+ * many max_message sizes: every chunk is one frame that fills its buffer
+ * exactly (a chunk whose frame is shorter than its buffer is not one frame
+ * to the client that fetches it), and the last one is flagged LAST.
+ */
+START_TEST(test_shard_full_chunks_are_whole_frames)
+{
+    static const uint32_t counts[3] = {1, 2, 4};
+    ot_config *c = shard_cfg(0, 1, "sgd", "fp32");
+    ot_model *m = NULL;
+    int k;
+
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 14), OT_OK);
+    ck_assert_int_eq(ot_model_create(c, &m), OT_OK);
+    for (k = 0; k < 3; k++) {
+        uint32_t n = counts[k], i;
+        for (i = 0; i < n; i++) {
+            uint64_t lo = 0, hi = 0, mm;
+            ck_assert_int_eq(oti_shard_range(oti_model_params_c(m), i, n, &lo, &hi), OT_OK);
+            for (mm = 4096; mm < 4096 + 48; mm++) {
+                ot_config *ec = NULL;
+                ot_delta_encoder *enc = NULL;
+                ot_snapshot *snap = NULL;
+                int more = 1, chunks = 0;
+                ck_assert_int_eq(ot_config_clone(c, &ec), OT_OK);
+                ck_assert_int_eq(ot_config_set_i64(ec, OT_OPT_MAX_MESSAGE, (int64_t)mm), OT_OK);
+                ck_assert_int_eq(ot_delta_encoder_create(ec, &enc), OT_OK);
+                ck_assert_int_eq(ot_snapshot_create(ec, m, 0, &snap), OT_OK);
+                if (n > 1)
+                    oti_delta_encoder_full_range(enc, lo, hi);
+                while (more) {
+                    ot_buf *b = NULL;
+                    uint64_t fl = 0, flags = 0;
+                    more = 0;
+                    ck_assert_int_eq(ot_delta_encode_set_buf(enc, m, &snap, 1, &b, &more), OT_OK);
+                    ck_assert_int_eq(ot_delta_peek(ot_buf_data(b), ot_buf_size(b),
+                                                   OT_DELTA_FIELD_FRAME_LENGTH, &fl),
+                                     OT_OK);
+                    ck_assert_int_eq(ot_delta_peek(ot_buf_data(b), ot_buf_size(b),
+                                                   OT_DELTA_FIELD_FLAGS, &flags),
+                                     OT_OK);
+                    ck_assert_msg(fl == ot_buf_size(b),
+                                  "shard %u of %u, max_message %llu, chunk %d: a frame of %llu "
+                                  "bytes in a buffer of %zu",
+                                  (unsigned)i, (unsigned)n, (unsigned long long)mm, chunks,
+                                  (unsigned long long)fl, ot_buf_size(b));
+                    ck_assert_uint_le(fl, mm);
+                    ck_assert_int_eq((flags & OT_DELTA_FLAG_LAST) != 0, !more);
+                    ot_buf_release(b);
+                    chunks++;
+                }
+                ck_assert_int_gt(chunks, 1);
+                ot_snapshot_release(snap);
+                ot_delta_encoder_destroy(enc);
+                ot_config_destroy(ec);
+            }
+        }
+    }
+    ot_model_destroy(m);
+    ot_config_destroy(c);
+}
+END_TEST
+
 Suite *suite_shard(void)
 {
     Suite *s = suite_create("shard");
@@ -422,6 +799,11 @@ Suite *suite_shard(void)
     tcase_add_test(tc, test_shard_bit_identity_adagrad_int8);
     tcase_add_test(tc, test_shard_layout_mismatch_refused);
     tcase_add_test(tc, test_shard_predictor_follows_every_shard);
+    tcase_add_test(tc, test_shard_split_adds_up_fp32);
+    tcase_add_test(tc, test_shard_split_adds_up_adagrad_int8);
+    tcase_add_test(tc, test_shard_split_refuses_bad_frames);
+    tcase_add_test(tc, test_shard_multi_frame_syncs_add_up);
+    tcase_add_test(tc, test_shard_full_chunks_are_whole_frames);
     suite_add_tcase(s, tc);
     return s;
 }
