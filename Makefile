@@ -92,6 +92,16 @@ OT_BIN := $(BUILD)/ot
 TEST_BIN := $(BUILD)/tests/runner
 
 ALL_CFLAGS = $(WARN_CFLAGS) $(CFLAGS) $(SAN_FLAGS)
+# lib/optim.c's per-weight loops (a sqrtf and a division each) vectorise only
+# when sqrtf need not set errno and FP operations need not trap: the library
+# reads errno after no math call and uses no FP exceptions, and the vector
+# sqrt and division round as the scalar ones do (docs/models.md).  gcc's
+# default -O2 cost model also refuses these loops.
+OPTIM_CFLAGS := -fno-math-errno -fno-trapping-math
+ifeq ($(findstring clang,$(CC)),)
+OPTIM_CFLAGS += -fvect-cost-model=dynamic
+endif
+$(BUILD)/lib/optim.o: ALL_CFLAGS += $(OPTIM_CFLAGS)
 
 
 .PHONY: all static shared tools examples check check-asan check-tsan check-openblas check-valgrind bench demo deps-dev \

@@ -13,6 +13,11 @@
  *   wide.predict_examples                         ot_model_predict, same examples
  *   wide.text_examples / wide.text_features       end to end from VW text in
  *                                                  memory: ot_reader_next + learn
+ *   wide.text_batch64_examples / _features        end to end from VW text, as
+ *                                                  `ot train` does it: 64
+ *                                                  ot_reader_next into a pool of
+ *                                                  examples, then one
+ *                                                  ot_model_learn_batch
  *   wide.parse_examples / wide.parse_mbytes       the reader alone (parse only)
  *  baselines, measured in the same run on the same data:
  *   baseline.sum_features_examples                a plain loop summing
@@ -71,6 +76,7 @@
 #define DEEP_N 20000
 #define DEEP_ROUNDS 2
 #define DENSE 32
+#define TEXT_BATCH 64    /* examples read into the pool per ot_model_learn_batch */
 
 /* CPU time of this thread: the machine the figures are taken on may be
  * shared, and time spent descheduled is not the code's. */
@@ -344,15 +350,19 @@ static void bench_wide(int learn_only)
     ot_model_destroy(m);
     figure("wide.predict_examples", learns / best, "examples/s");
 
-    /* End to end from VW text in memory: parse + learn; and parse alone. */
+    /* End to end from VW text in memory: parse + learn one at a time, parse
+     * 64 examples into a pool + learn them as a batch, and parse alone. */
     if (ot_config_create(&cfg) != OT_OK)
         exit(1);
     {
-        int learn;
-        for (learn = 1; learn >= 0; learn--) {
-            ot_example *ex;
-            if ((st = ot_example_create(cfg, &ex)) != OT_OK)
+        enum { PARSE_ONLY, ONE, BATCH };
+        ot_example *pool[TEXT_BATCH];
+        int mode;
+        for (i = 0; i < TEXT_BATCH; i++)
+            if ((st = ot_example_create(cfg, &pool[i])) != OT_OK)
                 die("example", st, "");
+        for (mode = ONE; mode >= PARSE_ONLY; mode = mode == ONE ? BATCH : mode == BATCH ? PARSE_ONLY : -1) {
+            size_t cap = mode == BATCH ? TEXT_BATCH : 1;
             best = INFINITY;
             for (rep = 0; rep < REPEATS; rep++) {
                 double t0;
@@ -360,14 +370,21 @@ static void bench_wide(int learn_only)
                 t0 = now_s();
                 for (r = 0; r < WIDE_ROUNDS; r++) {
                     ot_reader *rd;
-                    size_t n = 0;
+                    size_t n = 0, k;
                     if ((st = ot_reader_open_memory(cfg, d.text, d.text_len, &rd)) != OT_OK)
                         die("reader", st, "");
-                    while ((st = ot_reader_next(rd, ex)) == OT_OK) {
-                        n++;
-                        if (learn && (st = ot_model_learn(m, ex, NULL)) != OT_OK)
+                    do {
+                        for (k = 0; k < cap && (st = ot_reader_next(rd, pool[k])) == OT_OK; k++)
+                            ;
+                        n += k;
+                        if (mode == ONE && k == 1 && (st = ot_model_learn(m, pool[0], NULL)) != OT_OK)
                             die("learn", st, ot_model_errmsg(m));
-                    }
+                        if (mode == BATCH && k > 0) {
+                            ot_status lst = ot_model_learn_batch(m, (const ot_example *const *)pool, k, NULL);
+                            if (lst != OT_OK)
+                                die("learn_batch", lst, ot_model_errmsg(m));
+                        }
+                    } while (st == OT_OK);
                     if (st != OT_EEOF || n != d.n)
                         die("reader", st, ot_reader_errmsg(rd));
                     ot_reader_close(rd);
@@ -376,15 +393,19 @@ static void bench_wide(int learn_only)
                 best = t < best ? t : best;
                 ot_model_destroy(m);
             }
-            ot_example_destroy(ex);
-            if (learn) {
+            if (mode == ONE) {
                 figure("wide.text_examples", learns / best, "examples/s");
                 figure("wide.text_features", learns * feats_per_ex / best, "features/s");
+            } else if (mode == BATCH) {
+                figure("wide.text_batch64_examples", learns / best, "examples/s");
+                figure("wide.text_batch64_features", learns * feats_per_ex / best, "features/s");
             } else {
                 figure("wide.parse_examples", learns / best, "examples/s");
                 figure("wide.parse_mbytes", (double)d.text_len * WIDE_ROUNDS / best / 1e6, "MB/s");
             }
         }
+        for (i = 0; i < TEXT_BATCH; i++)
+            ot_example_destroy(pool[i]);
     }
     ot_config_destroy(cfg);
     free_data(&d);

@@ -83,14 +83,27 @@ static inline void sgd_step(float *w, float g, float rate, float l1, float l2)
     *w = wi;
 }
 
-static inline void adaptive_step(float *w, float *n, float g, float alpha, float beta)
+/*
+ * The adaptive step (n += g^2; w -= alpha g / (beta + sqrt(n)), skipped when
+ * beta + sqrt(n) is not positive; a negative n read back is taken as 0) over
+ * a block's n weights, written so that the compiler can vectorise it:
+ * restrict pointers and no branch (when skipped, w - 0.0f, which is w bit
+ * for bit).
+ */
+static void adaptive_block(float *restrict w, float *restrict nn, const float *restrict g,
+                           float scale, size_t n, float alpha, float beta)
 {
-    float ni = (*n > 0.0f ? *n : 0.0f) + g * g;
-    float denom = beta + sqrtf(ni);
+    size_t i;
 
-    *n = ni;
-    if (denom > 0.0f)
-        *w -= alpha * g / denom;
+    for (i = 0; i < n; i++) {
+        float gi = scale * g[i];
+        float ni = (nn[i] > 0.0f ? nn[i] : 0.0f) + gi * gi;
+        float denom = beta + sqrtf(ni);
+        float step = alpha * gi / denom;
+
+        nn[i] = ni;
+        w[i] -= denom > 0.0f ? step : 0.0f;
+    }
 }
 
 int oti_optim_nstate(int opt)
@@ -176,13 +189,9 @@ void oti_optim_block(ot_model *m, size_t bi, uint64_t first, const float *g, flo
             adagrad_step(&w[i], &s[i], scale * g[i], m->lr, l1, l2);
         break;
     }
-    case OTI_OPT_ADAPTIVE: {
-        float *s = b->s[0] + first;
-        const float alpha = (float)m->shape.ftrl_alpha, beta = m->beta;
-        for (i = 0; i < n; i++)
-            adaptive_step(&w[i], &s[i], scale * g[i], alpha, beta);
+    case OTI_OPT_ADAPTIVE:
+        adaptive_block(w, b->s[0] + first, g, scale, n, (float)m->shape.ftrl_alpha, m->beta);
         break;
-    }
     default:
         for (i = 0; i < n; i++)
             sgd_step(&w[i], scale * g[i], rate, l1, l2);

@@ -647,6 +647,208 @@ START_TEST(test_learn_cli_auc_and_holdout)
 }
 END_TEST
 
+/*
+ * `ot train` learns a wide-only logistic model up to 64 examples at a time
+ * (ot_model_learn_batch); its -p predictions, progressive and holdout losses
+ * are exactly those of learning one example at a time in input order,
+ * computed here with ot_model_predict/ot_model_learn the way the program
+ * did before it had batches.  The data mixes in what breaks a batch:
+ * unlabelled examples (predicted, not learned), held-out examples and
+ * examples of weight 0 (predicted first, then learned).
+ */
+START_TEST(test_learn_cli_batches_match_one_at_a_time)
+{
+    static const char *const opts[] = {"bits=18", "quadratic=ab", NULL};
+    enum { N = 5000, HOLD = 7, PASSES = 2 };
+    char dir[256], args[4096], path[600];
+    char *text, *line, *got, *err, *want;
+    size_t want_len = 0, i, k;
+    double loss = 0.0, weight = 0.0, hold_loss = 0.0, hold_weight = 0.0;
+    ot_config *cfg = config_of(opts);
+    ot_model *m;
+    ot_example *ex;
+    ot_reader *r;
+    FILE *f;
+    int pass;
+
+    make_tmpdir(dir, sizeof(dir));
+    gen_file(dir, "g.vw", N, "");
+    /* Line 13k: no label; line 17k: weight 0; line 19k: weight 2.5. */
+    text = slurp(dir, "g.vw", NULL);
+    snprintf(path, sizeof(path), "%s/d.vw", dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    for (i = 1, line = strtok(text, "\n"); line != NULL; i++, line = strtok(NULL, "\n")) {
+        const char *bar = strchr(line, '|');
+        ck_assert_ptr_nonnull(bar);
+        if (i % 13 == 0)
+            fprintf(f, "%s\n", bar);
+        else if (i % 17 == 0 || i % 19 == 0)
+            fprintf(f, "%.*s %s %s\n", (int)strcspn(line, " "), line, i % 17 == 0 ? "0" : "2.5", bar);
+        else
+            fprintf(f, "%s\n", line);
+    }
+    ck_assert_int_eq(fclose(f), 0);
+    free(text);
+    ck_assert_uint_eq(i - 1, N);
+
+    snprintf(args, sizeof(args), "train -d '%s/d.vw' -b 18 -q ab --passes %d --holdout_every %d -p '%s/p.txt'",
+             dir, PASSES, HOLD, dir);
+    ck_assert_int_eq(run_ot(dir, args), 0);
+
+    want = malloc((size_t)N * 16);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_int_eq(ot_model_create(cfg, &m), OT_OK);
+    ck_assert_int_eq(ot_example_create(cfg, &ex), OT_OK);
+    for (pass = 1; pass <= PASSES; pass++) {
+        hold_loss = hold_weight = 0.0;
+        ck_assert_int_eq(ot_reader_open_file(cfg, path, &r), OT_OK);
+        for (k = 1; ot_reader_next(r, ex) == OT_OK; k++) {
+            int has = ot_example_has_label(ex), hold = k % HOLD == 0;
+            int learn = has && !hold, derive;
+            float w = ot_example_weight(ex), y = ot_example_label(ex), p = 0.0f, l = 0.0f;
+            double el;
+
+            derive = learn && w > 0.0f;
+            if (!derive)
+                LOOP_OK(ot_model_predict(m, ex, &p));
+            if (learn)
+                LOOP_OK(ot_model_learn(m, ex, &l));
+            if (derive) {
+                double lw = (double)l / (double)w;
+                p = (float)(y > 0.0f ? exp(-lw) : -expm1(-lw));
+                el = (double)l;
+            } else {
+                double d = y > 0.0f ? (double)p : 1.0 - (double)p;
+                el = -log(d < 1e-15 ? 1e-15 : d) * w;
+            }
+            if (has && hold) {
+                hold_loss += el;
+                hold_weight += w;
+            } else if (has) {
+                loss += el;
+                weight += w;
+            }
+            if (pass == PASSES)
+                want_len += (size_t)snprintf(want + want_len, 16, "%.6f\n", (double)p);
+        }
+        ck_assert_uint_eq(k - 1, N);
+        ot_reader_close(r);
+    }
+    got = slurp(dir, "p.txt", NULL);
+    if (strcmp(got, want) != 0) {
+        size_t start = 0;
+        for (i = 0, k = 1; got[i] == want[i]; i++)
+            if (got[i] == '\n') {
+                k++;
+                start = i + 1;
+            }
+        ck_abort_msg("prediction %zu differs: ot train %.8s, one at a time %.8s", k, got + start,
+                     want + start);
+    }
+    err = slurp(dir, "err", NULL);
+    ck_assert_double_eq_tol(summary_value(err, "average loss"), loss / weight, 6e-7);
+    ck_assert_double_eq_tol(summary_value(err, "holdout loss"), hold_loss / hold_weight, 6e-7);
+    ck_assert_double_eq_tol(summary_value(err, "weighted example sum"), weight, 0.06);
+    free(err);
+    free(got);
+    free(want);
+    ot_example_destroy(ex);
+    ot_model_destroy(m);
+    ot_config_destroy(cfg);
+    remove_tmpdir(dir);
+}
+END_TEST
+
+/* ---- the trainer's batches -------------------------------------------------------- */
+
+/* A server on a fresh inproc URL, for the trainer batch tests. */
+static ot_param_server *batch_server(const ot_config *cfg, const char *what)
+{
+    ot_param_server *ps = NULL;
+    char url[128];
+
+    snprintf(url, sizeof(url), "inproc://ot-learn-%ld-%s", (long)getpid(), what);
+    ck_assert_int_eq(ot_param_server_create(cfg, &ps), OT_OK);
+    ck_assert_msg(ot_param_server_listen(ps, url, NULL) == OT_OK, "%s", ot_param_server_errmsg(ps));
+    ck_assert_int_eq(ot_param_server_start(ps), OT_OK);
+    return ps;
+}
+
+static ot_config *batch_cfg(void)
+{
+    ot_config *c = NULL;
+
+    ck_assert_int_eq(ot_config_create(&c), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 10), OT_OK);
+    ck_assert_int_eq(ot_config_set_str(c, OT_OPT_OPTIMIZER, "sgd"), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_RT_INTERVAL_MS, 0), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_FULL_INTERVAL_MS, 0), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_SYNC_EVERY_EXAMPLES, 10), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_SYNC_INTERVAL_MS, 0), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TIMEOUT_MS, 5000), OT_OK);
+    return c;
+}
+
+/*
+ * ot_trainer_learn_batch() splits a batch at the sync points of
+ * sync_every_examples: 25 examples as one batch (every 10 examples a sync)
+ * sync twice, after examples 10 and 20, like 25 ot_trainer_learn() calls,
+ * and leave the same bits in the master and the local model.  A batch with
+ * an example the model refuses (no label) learns nothing and syncs nothing.
+ */
+START_TEST(test_learn_trainer_batch_syncs_at_sync_points)
+{
+    enum { N = 25 };
+    ot_config *cfg = batch_cfg();
+    ot_param_server *ps_one = batch_server(cfg, "one"), *ps_batch = batch_server(cfg, "batch");
+    ot_trainer *one, *bat;
+    ot_example *ex[N];
+    ot_model *m_one, *m_batch;
+    float losses[N], loss;
+    int i;
+
+    one = tu_trainer_at(cfg, 1, ot_param_server_url(ps_one, 0));
+    bat = tu_trainer_at(cfg, 1, ot_param_server_url(ps_batch, 0));
+    for (i = 0; i < N; i++)
+        ex[i] = tu_make_ex("b", i);
+    for (i = 0; i < N; i++) {
+        ck_assert_int_eq(ot_trainer_learn(one, ex[i], &loss), OT_OK);
+        losses[i] = loss;
+    }
+    {
+        float got[N];
+        ck_assert_int_eq(ot_trainer_learn_batch(bat, (const ot_example *const *)ex, N, got), OT_OK);
+        for (i = 0; i < N; i++)
+            ck_assert_float_eq(got[i], losses[i]);
+    }
+    ck_assert_double_eq(tu_stat_tr(one, "syncs"), 2);
+    ck_assert_double_eq(tu_stat_tr(bat, "syncs"), 2);
+    ck_assert_double_eq(tu_stat_tr(bat, "examples"), N);
+    m_one = tu_master_copy(ps_one);
+    m_batch = tu_master_copy(ps_batch);
+    ck_assert(tu_same_bits(m_one, m_batch, 1));
+    ck_assert(tu_same_bits(ot_trainer_model(one), ot_trainer_model(bat), 1));
+    ot_model_destroy(m_one);
+    ot_model_destroy(m_batch);
+
+    /* Example 20 of the next batch has no label: nothing learned or synced. */
+    ot_example_clear(ex[N - 5]);
+    ck_assert_int_eq(ot_example_add_feature(ex[N - 5], NULL, "x", 1.0f), OT_OK);
+    ck_assert_int_eq(ot_trainer_learn_batch(bat, (const ot_example *const *)ex, N, NULL), OT_EINVAL);
+    ck_assert_double_eq(tu_stat_tr(bat, "examples"), N);
+    ck_assert_double_eq(tu_stat_tr(bat, "syncs"), 2);
+    ck_assert(tu_same_bits(ot_trainer_model(one), ot_trainer_model(bat), 1));
+
+    for (i = 0; i < N; i++)
+        ot_example_destroy(ex[i]);
+    ot_trainer_destroy(one);
+    ot_trainer_destroy(bat);
+    ot_param_server_destroy(ps_one);
+    ot_param_server_destroy(ps_batch);
+    ot_config_destroy(cfg);
+}
+END_TEST
+
 /* Every flag `ot train --help` prints is accepted, spelled short and long. */
 START_TEST(test_learn_cli_help_flags_accepted)
 {
@@ -736,6 +938,7 @@ Suite *suite_learn(void)
     TCase *gen = tcase_create("gen");
     TCase *quality = tcase_create("quality");
     TCase *cli = tcase_create("cli");
+    TCase *trainer = tcase_create("trainer");
 
     tcase_set_timeout(gen, 60);
     tcase_add_test(gen, test_learn_gen_fill_matches_parse);
@@ -757,7 +960,13 @@ Suite *suite_learn(void)
     tcase_add_test(cli, test_learn_cli_predictions_per_line);
     tcase_add_test(cli, test_learn_cli_bad_line);
     tcase_add_test(cli, test_learn_cli_auc_and_holdout);
+    tcase_add_test(cli, test_learn_cli_batches_match_one_at_a_time);
     tcase_add_test(cli, test_learn_cli_help_flags_accepted);
     suite_add_tcase(s, cli);
+
+    /* A parameter server and trainers over inproc://, in the test's child. */
+    tcase_set_timeout(trainer, 60);
+    tcase_add_test(trainer, test_learn_trainer_batch_syncs_at_sync_points);
+    suite_add_tcase(s, trainer);
     return s;
 }

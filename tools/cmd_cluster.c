@@ -13,6 +13,10 @@
  *   trainer loss  the loss ot_trainer_learn() reports, the trainer's own
  *                 prediction before its update.
  *
+ * A trainer with a wide-only model learns each queue slot (up to 64
+ * examples) with one ot_trainer_learn_batch(): the same results and syncs as
+ * one at a time; a deep model learns one example at a time.
+ *
  * Both are the library's losses (docs/models.md): logistic log(1 + e^-yz),
  * squared 0.5 (z - y)^2, times the importance weight.  Examples without a
  * label are skipped (and counted).
@@ -247,13 +251,17 @@ static void *trainer_main(void *arg)
 {
     cl_worker *w = arg;
     cl_run *run = w->run;
+    int batch = ot_tool_wide_only(ot_trainer_model(w->tr));
 
     for (;;) {
         cl_slot *s;
         double tl = 0.0, sl = 0.0, wt = 0.0;
         uint64_t lerr = 0, perr = 0, serr = 0;
         char err[256] = "";
-        size_t i;
+        const ot_example *ok[CL_BATCH];
+        float pred[CL_BATCH], loss[CL_BATCH];
+        size_t i, nok = 0;
+        int learned;
 
         pthread_mutex_lock(&w->mu);
         while (w->head == w->tail && !w->closed)
@@ -265,35 +273,59 @@ static void *trainer_main(void *arg)
         s = &w->slot[w->head % CL_QDEPTH];
         pthread_mutex_unlock(&w->mu);
 
+        /* Served predictions of the whole slot first, then learning: a sync
+         * made while learning the slot can no longer reach the predictors
+         * before the slot's later examples are scored, so served scores may
+         * lag by up to one slot more than when predicting and learning
+         * alternate (publishes arrive asynchronously in either case). */
         for (i = 0; i < s->n; i++) {
-            ot_example *ex = s->ex[i];
             ot_predictor *p = run->pred[s->index[i] % (uint64_t)run->npredictors];
-            float label = ot_example_label(ex), weight = ot_example_weight(ex);
-            float pred = 0.0f, loss = 0.0f;
-            ot_status st;
-
-            st = ot_predictor_predict(p, ex, &pred);
+            ot_status st = ot_predictor_predict(p, s->ex[i], &pred[nok]);
             if (st != OT_OK) {
                 perr++;
                 snprintf(err, sizeof(err), "predict: %s: %s", ot_status_name(st),
                          ot_predictor_errmsg(p));
                 continue;
             }
-            st = ot_trainer_learn(w->tr, ex, &loss);
-            if (st != OT_OK) {
-                /* OT_EINVAL: the model refused the example.  Anything else is
-                 * a failed sync: the example was learned, and the delta is
-                 * kept for the next sync. */
-                snprintf(err, sizeof(err), "%s: %s: %s", st == OT_EINVAL ? "learn" : "sync",
-                         ot_status_name(st), ot_trainer_errmsg(w->tr));
-                if (st == OT_EINVAL) {
-                    lerr++;
-                    continue;
-                }
+            ok[nok++] = s->ex[i];
+        }
+        /* A wide-only model learns the slot as one batch (the same results
+         * as one at a time; syncs at the same examples).  A refused batch
+         * learned nothing: then one at a time, as for a deep model. */
+        learned = 0;
+        if (batch && nok > 1) {
+            double before = 0.0, after = 0.0;
+            ot_status st;
+            (void)ot_trainer_stat(w->tr, "examples", &before);
+            st = ot_trainer_learn_batch(w->tr, ok, nok, loss);
+            (void)ot_trainer_stat(w->tr, "examples", &after);
+            learned = st == OT_OK || !(st == OT_EINVAL && after == before);
+            if (st != OT_OK && learned) {
+                snprintf(err, sizeof(err), "sync: %s: %s", ot_status_name(st), ot_trainer_errmsg(w->tr));
                 serr++;
             }
-            tl += loss;
-            sl += served_loss(run->squared, pred, label, weight);
+        }
+        for (i = 0; i < nok; i++) {
+            const ot_example *ex = ok[i];
+            float label = ot_example_label(ex), weight = ot_example_weight(ex);
+
+            if (!learned) {
+                ot_status st = ot_trainer_learn(w->tr, ex, &loss[i]);
+                if (st != OT_OK) {
+                    /* OT_EINVAL: the model refused the example.  Anything
+                     * else is a failed sync: the example was learned, and
+                     * the delta is kept for the next sync. */
+                    snprintf(err, sizeof(err), "%s: %s: %s", st == OT_EINVAL ? "learn" : "sync",
+                             ot_status_name(st), ot_trainer_errmsg(w->tr));
+                    if (st == OT_EINVAL) {
+                        lerr++;
+                        continue;
+                    }
+                    serr++;
+                }
+            }
+            tl += loss[i];
+            sl += served_loss(run->squared, pred[i], label, weight);
             wt += weight;
         }
 

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "internal.h"
@@ -354,14 +355,49 @@ static void log_ack(void *ctx, const uint8_t *frame, size_t len, int duplicate)
 
 #define MAX_URLS 64
 #define FINAL_SYNC_S 30.0 /* ot trainer: how long the last sync keeps trying */
+#define TRAINER_BATCH 64  /* ot trainer: examples per ot_trainer_learn_batch */
+
+static void trainer_report(ot_trainer *tr, ot_status st)
+{
+    if (st != OT_OK && st != OT_ETIMEDOUT && st != OT_ECLOSED)
+        fprintf(stderr, "ot trainer: %s: %s\n", ot_status_name(st), ot_trainer_errmsg(tr));
+}
+
+/*
+ * Learns the n examples held, in order: one ot_trainer_learn_batch() (which
+ * syncs at the same examples as one at a time), or, when it refused an
+ * example and so learned nothing, one ot_trainer_learn() each, so the others
+ * are learned and the refused one is reported as without batches.
+ */
+static void trainer_learn_held(ot_trainer *tr, ot_example *const *ex, size_t n)
+{
+    double before = 0.0, after = 0.0;
+    ot_status st;
+    size_t i;
+
+    if (n == 1) {
+        trainer_report(tr, ot_trainer_learn(tr, ex[0], NULL));
+        return;
+    }
+    (void)ot_trainer_stat(tr, "examples", &before);
+    st = ot_trainer_learn_batch(tr, (const ot_example *const *)ex, n, NULL);
+    (void)ot_trainer_stat(tr, "examples", &after);
+    if (st == OT_EINVAL && after == before) {
+        for (i = 0; i < n; i++)
+            trainer_report(tr, ot_trainer_learn(tr, ex[i], NULL));
+        return;
+    }
+    trainer_report(tr, st);
+}
 
 int ot_cmd_trainer(int argc, char **argv)
 {
     role_args a;
     ot_trainer *tr = NULL;
-    ot_example *ex = NULL;
+    ot_example *pool[TRAINER_BATCH] = {NULL};
     char *list = NULL, *urls[MAX_URLS];
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 0, npool = 1, held = 0, i;
+    struct stat sb;
     char *line = NULL;
     ssize_t got;
     FILE *in = stdin, *acks = NULL;
@@ -411,10 +447,17 @@ int ot_cmd_trainer(int argc, char **argv)
         rc = ot_tool_fail("trainer: --metrics", st, ot_trainer_errmsg(tr));
         goto out;
     }
-    if ((st = ot_example_create(a.cfg, &ex)) != OT_OK) {
-        rc = ot_tool_fail("trainer", st, "");
-        goto out;
-    }
+    /* Batches where they change nothing: a wide-only model (the same
+     * results as one at a time) and input from a regular file (a pipe or
+     * terminal may pause between lines: examples are learned as they come). */
+    if (ot_tool_wide_only(ot_trainer_model(tr)) && fstat(fileno(in), &sb) == 0 &&
+        S_ISREG(sb.st_mode))
+        npool = TRAINER_BATCH;
+    for (i = 0; i < npool; i++)
+        if ((st = ot_example_create(a.cfg, &pool[i])) != OT_OK) {
+            rc = ot_tool_fail("trainer", st, "");
+            goto out;
+        }
     fprintf(stderr, "trainer shards=%zu version=%llu ready\n", n,
             (unsigned long long)ot_trainer_version(tr));
     next = t0 + (double)a.stats_ms / 1000.0;
@@ -426,18 +469,21 @@ int ot_cmd_trainer(int argc, char **argv)
         if (len == 0)
             continue;
         lines++;
-        if (ot_example_parse(ex, NULL, line, len) != OT_OK) {
+        if (ot_example_parse(pool[held], NULL, line, len) != OT_OK) {
             bad++;
             continue;
         }
-        st = ot_trainer_learn(tr, ex, NULL);
-        if (st != OT_OK && st != OT_ETIMEDOUT && st != OT_ECLOSED)
-            fprintf(stderr, "ot trainer: %s: %s\n", ot_status_name(st), ot_trainer_errmsg(tr));
+        if (++held == npool) {
+            trainer_learn_held(tr, pool, held);
+            held = 0;
+        }
         if (a.stats_ms > 0 && mono_s() >= next) {
             print_stats("trainer", t0, tr, tr_stat, tr_stat_name);
             next += (double)a.stats_ms / 1000.0;
         }
     }
+    if (held > 0)
+        trainer_learn_held(tr, pool, held);
     /* send what is left; a server that is away (restarting, or busy) gets up
      * to FINAL_SYNC_S seconds of further tries */
     for (until = mono_s() + FINAL_SYNC_S; (st = ot_trainer_sync(tr)) != OT_OK;)
@@ -453,7 +499,8 @@ out:
     free(line);
     if (in != NULL && in != stdin)
         fclose(in);
-    ot_example_destroy(ex);
+    for (i = 0; i < npool; i++)
+        ot_example_destroy(pool[i]);
     ot_trainer_destroy(tr);
     if (acks != NULL)
         fclose(acks);

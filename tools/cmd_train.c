@@ -24,6 +24,12 @@
  * examples used: with -t every example; with --holdout_every the held-out
  * examples of the last pass; otherwise the progressive predictions of the
  * first pass (made before each example was learned).
+ *
+ * Learning: with a wide-only model and logistic loss (without -t and -i) it
+ * reads 64 examples at a time and learns runs of them with
+ * ot_model_learn_batch(), which gives the results of ot_model_learn() one at
+ * a time; every output is the same as learning one example at a time (see
+ * train_pool).
  */
 #include <errno.h>
 #include <math.h>
@@ -315,12 +321,136 @@ static int reader_fail(const char *path, const ot_reader *r, ot_status st)
     return ot_tool_fail(what, st, msg);
 }
 
-static int model_fail(const char *path, const ot_reader *r, const ot_model *m, ot_status st)
+static int model_fail(const char *path, uint64_t line, const ot_model *m, ot_status st)
 {
     char what[512];
 
-    snprintf(what, sizeof(what), "%s: line %llu", path, (unsigned long long)ot_reader_line(r));
+    snprintf(what, sizeof(what), "%s: line %llu", path, (unsigned long long)line);
     return ot_tool_fail(what, st, ot_model_errmsg(m));
+}
+
+/* ---- batches ---------------------------------------------------------------------- */
+
+/*
+ * Examples are read TRAIN_BATCH at a time into a pool of examples created
+ * once and refilled for every batch (nothing is allocated per example).  A
+ * run of consecutive examples whose prediction is recovered from the loss
+ * (see `derive` below) is learned with one ot_model_learn_batch() call; the
+ * others one at a time, in order.  This is done only for a model with just a
+ * wide part, for which ot_model_learn_batch() gives exactly what
+ * ot_model_learn() gives on each example in order, so losses, predictions
+ * and the saved model are the same as one example at a time.
+ */
+#define TRAIN_BATCH 64
+
+typedef struct train_pool {
+    ot_example *ex[TRAIN_BATCH];
+    uint64_t line[TRAIN_BATCH]; /* the reader's line number after reading it */
+    float loss[TRAIN_BATCH];
+    unsigned char holdout[TRAIN_BATCH], learn[TRAIN_BATCH], derive[TRAIN_BATCH];
+    size_t cap, n;              /* cap: TRAIN_BATCH when batching, else 1 */
+} train_pool;
+
+/* What the pass loop keeps between examples. */
+typedef struct train_ctx {
+    const train_run *run;
+    const char *shown;
+    train_stats *s;
+    auc_acc *auc;
+    FILE *preds;
+    long pass;
+    int last;
+} train_ctx;
+
+/*
+ * Counts an example whose prediction p (and, when derived, loss) is known:
+ * progressive or holdout loss, AUC, its prediction line, the table line.
+ * Returns 0, or the exit status after printing why.
+ */
+static int account(train_ctx *c, const ot_example *ex, int holdout, int derive, float p, float loss)
+{
+    const train_run *run = c->run;
+    train_stats *s = c->s;
+    int has_label = ot_example_has_label(ex);
+    float w = ot_example_weight(ex);
+
+    s->examples++;
+    if (has_label) {
+        double l = derive ? (double)loss : example_loss(run->squared, p, ot_example_label(ex), w);
+        int for_auc = run->testonly ? c->last : run->holdout_every > 0 ? holdout && c->last : c->pass == 1;
+        if (holdout) {
+            s->hold_loss += l;
+            s->hold_weight += w;
+            s->hold_count++;
+        } else {
+            s->loss += l;
+            s->weight += w;
+        }
+        if (!run->squared && for_auc && auc_add(c->auc, p, ot_example_label(ex), w) != 0)
+            return ot_tool_fail("auc", OT_ENOMEM, NULL);
+    }
+    if (c->preds != NULL && c->last && write_prediction(c->preds, p, ex) != 0)
+        return ot_tool_fail(run->preds_path, OT_EIO, strerror(errno));
+    if (s->examples == s->next_print) {
+        if (!run->quiet)
+            print_progress(s, ex, has_label, p);
+        s->next_print *= 2;
+    }
+    return 0;
+}
+
+/* The prediction an example had before learning, from the loss learning
+ * reported (logistic loss, weight > 0): p_y = exp(-loss / weight). */
+static float derived_prediction(const ot_example *ex, float loss)
+{
+    double lw = (double)loss / (double)ot_example_weight(ex);
+
+    return (float)(ot_example_label(ex) > 0.0f ? exp(-lw) : -expm1(-lw));
+}
+
+/* Predicts and learns pool example k on its own.  Returns 0 or the exit status. */
+static int learn_single(train_ctx *c, ot_model *m, train_pool *pl, size_t k)
+{
+    const ot_example *ex = pl->ex[k];
+    float p = 0.0f, loss = 0.0f;
+    ot_status st;
+
+    if (!pl->derive[k] && (st = ot_model_predict(m, ex, &p)) != OT_OK)
+        return model_fail(c->shown, pl->line[k], m, st);
+    if (pl->learn[k] && (st = ot_model_learn(m, ex, &loss)) != OT_OK)
+        return model_fail(c->shown, pl->line[k], m, st);
+    if (pl->derive[k])
+        p = derived_prediction(ex, loss);
+    return account(c, ex, pl->holdout[k], pl->derive[k], p, loss);
+}
+
+/* Learns and counts the pool's examples, in order.  Returns 0 or the exit status. */
+static int learn_pool(train_ctx *c, ot_model *m, train_pool *pl)
+{
+    size_t i, j, k;
+    int rc;
+
+    for (i = 0; i < pl->n; i = j) {
+        j = i + 1;
+        if (pl->cap > 1 && pl->derive[i]) {
+            while (j < pl->n && pl->derive[j])
+                j++;
+            if (j - i > 1 && ot_model_learn_batch(m, (const ot_example *const *)pl->ex + i, j - i,
+                                                  pl->loss + i) == OT_OK) {
+                for (k = i; k < j; k++)
+                    if ((rc = account(c, pl->ex[k], 0, 1, derived_prediction(pl->ex[k], pl->loss[k]),
+                                      pl->loss[k])) != 0)
+                        return rc;
+                continue;
+            }
+            /* A refused batch learned nothing: one at a time finds the
+             * example and reports it as without batches. */
+            j = i + 1;
+        }
+        if ((rc = learn_single(c, m, pl, i)) != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* Runs the passes.  Returns the exit status. */
@@ -329,23 +459,31 @@ static int run_train(const train_run *run, ot_config *cfg, ot_model *m)
     const char *data = run->data != NULL ? run->data : "-";
     const char *shown = strcmp(data, "-") == 0 ? "standard input" : data;
     ot_reader *r = NULL;
-    ot_example *ex = NULL;
+    train_pool pool;
+    train_ctx ctx;
     FILE *preds = NULL;
     train_stats s;
     auc_acc auc;
     uint64_t skipped = 0, per_pass = 0;
     double t0 = now_s(), elapsed;
     long pass;
+    size_t i;
     int rc = 1;
     ot_status st;
 
     memset(&s, 0, sizeof(s));
     memset(&auc, 0, sizeof(auc));
+    memset(&pool, 0, sizeof(pool));
     s.next_print = 1;
-    if ((st = ot_example_create(cfg, &ex)) != OT_OK) {
-        rc = ot_tool_fail("train", st, NULL);
-        goto out;
-    }
+    /* Batches only where they change nothing (see train_pool): a wide-only
+     * model, logistic loss, learning, no -i (derive below). */
+    pool.cap = !run->squared && !run->testonly && run->initial_path == NULL && ot_tool_wide_only(m)
+                   ? TRAIN_BATCH : 1;
+    for (i = 0; i < pool.cap; i++)
+        if ((st = ot_example_create(cfg, &pool.ex[i])) != OT_OK) {
+            rc = ot_tool_fail("train", st, NULL);
+            goto out;
+        }
     if (run->preds_path != NULL) {
         preds = strcmp(run->preds_path, "-") == 0 ? stdout : fopen(run->preds_path, "w");
         if (preds == NULL) {
@@ -353,79 +491,56 @@ static int run_train(const train_run *run, ot_config *cfg, ot_model *m)
             goto out;
         }
     }
+    ctx.run = run;
+    ctx.shown = shown;
+    ctx.s = &s;
+    ctx.auc = &auc;
+    ctx.preds = preds;
     if (!run->quiet)
         print_header();
     for (pass = 1; pass <= run->passes; pass++) {
         uint64_t n_in_pass = 0;
-        int last = pass == run->passes;
 
+        ctx.pass = pass;
+        ctx.last = pass == run->passes;
         if ((st = ot_reader_open_file(cfg, data, &r)) != OT_OK) {
             rc = ot_tool_fail(shown, st, ot_strerror(st));
             goto out;
         }
         s.hold_loss = s.hold_weight = 0.0;
         s.hold_count = 0;
-        for (;;) {
-            int has_label, holdout, learn, derive;
-            float p = 0.0f, loss = 0.0f, w;
+        do {
+            /* Fill the pool; a read error is reported after the examples
+             * read before it are learned, as one at a time. */
+            for (pool.n = 0; pool.n < pool.cap; pool.n++) {
+                ot_example *ex = pool.ex[pool.n];
+                size_t k = pool.n;
+                int has_label;
+                float w;
 
-            st = ot_reader_next(r, ex);
-            if (st == OT_EEOF)
-                break;
-            if (st != OT_OK) {
-                rc = reader_fail(shown, r, st);
+                if ((st = ot_reader_next(r, ex)) != OT_OK)
+                    break;
+                n_in_pass++;
+                has_label = ot_example_has_label(ex);
+                w = ot_example_weight(ex);
+                pool.line[k] = ot_reader_line(r);
+                pool.holdout[k] = !run->testonly && run->holdout_every > 0 &&
+                                  n_in_pass % (uint64_t)run->holdout_every == 0;
+                pool.learn[k] = has_label && !run->testonly && !pool.holdout[k];
+                /* The prediction before learning.  With logistic loss,
+                 * learn()'s loss gives it back (p_y = exp(-loss / weight)),
+                 * which saves a second forward pass; otherwise predict()
+                 * runs first.  Not with -i: the loaded model's loss is not
+                 * known for certain. */
+                pool.derive[k] = pool.learn[k] && !run->squared && w > 0.0f && run->initial_path == NULL;
+            }
+            if ((rc = learn_pool(&ctx, m, &pool)) != 0)
                 goto out;
-            }
-            n_in_pass++;
-            s.examples++;
-            has_label = ot_example_has_label(ex);
-            w = ot_example_weight(ex);
-            holdout = !run->testonly && run->holdout_every > 0 &&
-                      n_in_pass % (uint64_t)run->holdout_every == 0;
-            learn = has_label && !run->testonly && !holdout;
-            /* The prediction before learning.  With logistic loss, learn()'s
-             * loss gives it back (p_y = exp(-loss / weight)), which saves a
-             * second forward pass; otherwise predict() runs first.  Not
-             * with -i: the loaded model's loss is not known for certain. */
-            derive = learn && !run->squared && w > 0.0f && run->initial_path == NULL;
-            if (!derive && (st = ot_model_predict(m, ex, &p)) != OT_OK) {
-                rc = model_fail(shown, r, m, st);
-                goto out;
-            }
-            if (learn && (st = ot_model_learn(m, ex, &loss)) != OT_OK) {
-                rc = model_fail(shown, r, m, st);
-                goto out;
-            }
-            if (derive) {
-                double lw = (double)loss / (double)w;
-                p = (float)(ot_example_label(ex) > 0.0f ? exp(-lw) : -expm1(-lw));
-            }
-            if (has_label) {
-                double l = derive ? (double)loss : example_loss(run->squared, p, ot_example_label(ex), w);
-                int for_auc = run->testonly ? last
-                              : run->holdout_every > 0 ? holdout && last : pass == 1;
-                if (holdout) {
-                    s.hold_loss += l;
-                    s.hold_weight += w;
-                    s.hold_count++;
-                } else {
-                    s.loss += l;
-                    s.weight += w;
-                }
-                if (!run->squared && for_auc && auc_add(&auc, p, ot_example_label(ex), w) != 0) {
-                    rc = ot_tool_fail("auc", OT_ENOMEM, NULL);
-                    goto out;
-                }
-            }
-            if (preds != NULL && last && write_prediction(preds, p, ex) != 0) {
-                rc = ot_tool_fail(run->preds_path, OT_EIO, strerror(errno));
-                goto out;
-            }
-            if (s.examples == s.next_print) {
-                if (!run->quiet)
-                    print_progress(&s, ex, has_label, p);
-                s.next_print *= 2;
-            }
+            rc = 1;
+        } while (st == OT_OK);
+        if (st != OT_EEOF) {
+            rc = reader_fail(shown, r, st);
+            goto out;
         }
         skipped += ot_reader_skipped(r);
         ot_reader_close(r);
@@ -486,7 +601,8 @@ out:
     if (preds != NULL && preds != stdout)
         fclose(preds);
     ot_reader_close(r);
-    ot_example_destroy(ex);
+    for (i = 0; i < pool.cap; i++)
+        ot_example_destroy(pool.ex[i]);
     auc_free(&auc);
     return rc;
 }

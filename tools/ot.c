@@ -49,6 +49,19 @@ int ot_tool_fail(const char *what, ot_status st, const char *detail)
     return 1;
 }
 
+int ot_tool_wide_only(const ot_model *m)
+{
+    size_t i, nb = ot_model_num_blocks(m);
+
+    for (i = 0; i < nb; i++) {
+        int kind = 0;
+        if (ot_model_block_info(m, i, NULL, &kind, NULL, NULL, NULL, NULL) != OT_OK ||
+            (kind != OT_BLOCK_WIDE && kind != OT_BLOCK_BIAS))
+            return 0;
+    }
+    return 1;
+}
+
 int ot_tool_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
                          double *out)
 {

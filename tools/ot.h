@@ -36,4 +36,11 @@ int ot_tool_parse_double(const char *cmd, const char *flag, const char *s, doubl
 /* Prints "ot: <what>: <status name>: <detail>" to stderr; returns 1. */
 int ot_tool_fail(const char *what, ot_status st, const char *detail);
 
+/*
+ * Whether the model has only the bias and the wide weights (no embeddings,
+ * no layers): then ot_model_learn_batch() gives exactly the results of
+ * ot_model_learn() on each example in order, so a tool may batch freely.
+ */
+int ot_tool_wide_only(const ot_model *m);
+
 #endif
