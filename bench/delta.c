@@ -14,8 +14,16 @@
  *  - snapshot costs: publishing a shadow, and ot_snapshot_update-style page
  *    refresh after touching 1% of rows, clustered and scattered.
  *
- * Times are the best of several runs.  Uses the internal API (params views
- * built by hand) so it runs without a trained model.
+ * Times are the best of several runs.  Next to each time figure a
+ * "_cycles" line gives the best run's CPU time of this thread
+ * (CLOCK_THREAD_CPUTIME_ID) per entry, row or byte, in cycles of the
+ * time-stamp counter (its rate is measured in the same run and printed as
+ * tsc_rate): time the thread spent descheduled on a shared machine does not
+ * count, while its own cache misses and stalls do.  Where there is no
+ * time-stamp counter the line is "_cpu_ns" in nanoseconds instead.
+ *
+ * Uses the internal API (params views built by hand) so it runs without a
+ * trained model.
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +33,11 @@
 
 #include "delta.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <x86intrin.h>
+#define HAVE_TSC 1
+#endif
+
 #define ROWS (1u << 24)
 
 static double now(void)
@@ -33,6 +46,75 @@ static double now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* This thread's CPU time in seconds. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Ticks of the time-stamp counter per second (0 without one), measured
+ * against CLOCK_MONOTONIC over about 50 ms. */
+static double tsc_hz;
+
+static void tsc_calibrate(void)
+{
+#ifdef HAVE_TSC
+    double t0 = now(), t1;
+    uint64_t c0 = __rdtsc(), c1;
+
+    do
+        t1 = now();
+    while (t1 - t0 < 0.05);
+    c1 = __rdtsc();
+    tsc_hz = (double)(c1 - c0) / (t1 - t0);
+#endif
+}
+
+/*
+ * A measured run: start() before, stop() after; the best (smallest) wall
+ * time and thread CPU time over the runs are kept apart.
+ */
+typedef struct meter {
+    double t0, c0;
+    double best, best_cpu;
+} meter;
+
+static void meter_init(meter *m)
+{
+    m->best = 1e9;
+    m->best_cpu = 1e9;
+}
+
+static void start(meter *m)
+{
+    m->c0 = cpu_now();
+    m->t0 = now();
+}
+
+static double stop(meter *m)
+{
+    double t = now() - m->t0, c = cpu_now() - m->c0;
+
+    if (t < m->best)
+        m->best = t;
+    if (c < m->best_cpu)
+        m->best_cpu = c;
+    return t;
+}
+
+/* The "_cycles" line of a figure: best CPU time per unit of work. */
+static void print_cycles(const char *figure, const meter *m, double units, const char *per)
+{
+    if (tsc_hz > 0.0)
+        printf("bench.delta.%s_cycles %.2f cycles/%s\n", figure, m->best_cpu * tsc_hz / units,
+               per);
+    else
+        printf("bench.delta.%s_cpu_ns %.3f ns/%s\n", figure, m->best_cpu * 1e9 / units, per);
 }
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -173,7 +255,7 @@ int main(void)
     ot_delta_decoder *d = decoder();
     uint8_t *frame, *scratch;
     size_t cap = (size_t)1 << 30, len = 0;
-    double t, best, best_memcpy = 1e9, best_enc = 1e9;
+    meter mm, me, m;
     int rep, more;
     uint32_t *rows;
     size_t nrows, i;
@@ -181,44 +263,48 @@ int main(void)
     frame = xmalloc(cap);
     scratch = xmalloc(bytes);
     check(oti_shadow_create(NULL, local, OTI_SRC_WEIGHTS, 0, &sh), "shadow", "");
+    tsc_calibrate();
+    if (tsc_hz > 0.0)
+        printf("bench.delta.tsc_rate %.3f GHz\n", tsc_hz / 1e9);
 
     /* ---- memcpy baseline ------------------------------------------------- */
+    meter_init(&mm);
     for (rep = 0; rep < 7; rep++) {
         /* called through a volatile pointer so the copy is not optimised away */
         void *(*volatile copy)(void *, const void *, size_t) = memcpy;
-        t = now();
+        start(&mm);
         copy(scratch, local->blocks[0].w, bytes);
-        t = now() - t;
-        if (t < best_memcpy)
-            best_memcpy = t;
+        stop(&mm);
     }
-    printf("bench.delta.memcpy_bandwidth %.2f GB/s\n", (double)bytes / best_memcpy / 1e9);
+    printf("bench.delta.memcpy_bandwidth %.2f GB/s\n", (double)bytes / mm.best / 1e9);
+    print_cycles("memcpy", &mm, (double)bytes, "byte");
 
     /* ---- dense encode ---------------------------------------------------- */
+    meter_init(&me);
     for (rep = 0; rep < 7; rep++) {
         perturb_all(local);
-        t = now();
+        start(&me);
         check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode",
               ot_delta_encoder_errmsg(e));
-        t = now() - t;
-        if (t < best_enc)
-            best_enc = t;
+        stop(&me);
     }
-    printf("bench.delta.encode_dense_fp32_bandwidth %.2f GB/s\n", (double)bytes / best_enc / 1e9);
-    printf("bench.delta.encode_dense_fp32_vs_memcpy %.1f %%\n", 100.0 * best_memcpy / best_enc);
+    printf("bench.delta.encode_dense_fp32_bandwidth %.2f GB/s\n", (double)bytes / me.best / 1e9);
+    print_cycles("encode_dense_fp32", &me, (double)bytes, "byte");
+    printf("bench.delta.encode_dense_fp32_vs_memcpy %.1f %%\n", 100.0 * mm.best / me.best);
+    printf("bench.delta.encode_dense_fp32_vs_memcpy_cpu %.1f %%\n",
+           100.0 * mm.best_cpu / me.best_cpu);
     printf("bench.delta.encode_dense_fp32_frame %.3f bytes/entry\n", (double)len / ROWS);
 
     /* ---- dense decode+apply ---------------------------------------------- */
     recv = params_new(1);
-    best = 1e9;
+    meter_init(&m);
     for (rep = 0; rep < 5; rep++) {
-        t = now();
+        start(&m);
         check(oti_delta_apply_params(d, recv, frame, len), "apply", ot_delta_decoder_errmsg(d));
-        t = now() - t;
-        if (t < best)
-            best = t;
+        stop(&m);
     }
-    printf("bench.delta.apply_dense_fp32 %.0f Mentries/s\n", ROWS / best / 1e6);
+    printf("bench.delta.apply_dense_fp32 %.0f Mentries/s\n", ROWS / m.best / 1e6);
+    print_cycles("apply_dense_fp32", &m, (double)ROWS, "entry");
 
     /* ---- 1% touched vs full scan ----------------------------------------- */
     params_free(local);
@@ -230,28 +316,32 @@ int main(void)
     for (i = 0; i < nrows; i++)
         rows[i] = rnd() % ROWS;
     {
-        double best_t = 1e9, best_f = 1e9;
+        meter mt, mf;
         size_t len_t = 0, len_f = 0;
+        uint64_t entries = 0;
+        meter_init(&mt);
+        meter_init(&mf);
         for (rep = 0; rep < 7; rep++) {
             touch_rows(local, rows, nrows, 0.25f);
             oti_delta_encoder_scan_all(e, 0);
-            t = now();
+            start(&mt);
             check(oti_delta_encode_add(e, local, sh, frame, cap, &len_t, &more), "encode", "");
-            t = now() - t;
-            if (t < best_t)
-                best_t = t;
+            stop(&mt);
             touch_rows(local, rows, nrows, 0.25f);
             oti_delta_encoder_scan_all(e, 1);
-            t = now();
+            start(&mf);
             check(oti_delta_encode_add(e, local, sh, frame, cap, &len_f, &more), "encode", "");
-            t = now() - t;
-            if (t < best_f)
-                best_f = t;
+            stop(&mf);
         }
         oti_delta_encoder_scan_all(e, 0);
-        printf("bench.delta.encode_touched_1pct_time %.3f ms\n", best_t * 1e3);
-        printf("bench.delta.encode_full_scan_1pct_time %.3f ms\n", best_f * 1e3);
-        printf("bench.delta.encode_touched_vs_full_scan %.1f %%\n", 100.0 * best_t / best_f);
+        ot_delta_peek(frame, len_t, OT_DELTA_FIELD_ENTRIES, &entries);
+        printf("bench.delta.encode_touched_1pct_time %.3f ms\n", mt.best * 1e3);
+        print_cycles("encode_touched_1pct", &mt, (double)entries, "entry");
+        printf("bench.delta.encode_full_scan_1pct_time %.3f ms\n", mf.best * 1e3);
+        print_cycles("encode_full_scan_1pct", &mf, (double)entries, "entry");
+        printf("bench.delta.encode_touched_vs_full_scan %.1f %%\n", 100.0 * mt.best / mf.best);
+        printf("bench.delta.encode_touched_vs_full_scan_cpu %.1f %%\n",
+               100.0 * mt.best_cpu / mf.best_cpu);
         if (len_t != len_f)
             printf("bench.delta.warning_frames_differ %zu bytes\n", len_t > len_f ? len_t - len_f
                                                                                  : len_f - len_t);
@@ -259,24 +349,20 @@ int main(void)
         /* sparse decode+apply of that frame */
         touch_rows(local, rows, nrows, 0.25f);
         check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode", "");
-        {
-            uint64_t entries;
-            ot_delta_peek(frame, len, OT_DELTA_FIELD_ENTRIES, &entries);
-            best = 1e9;
-            for (rep = 0; rep < 7; rep++) {
-                t = now();
-                check(oti_delta_apply_params(d, recv, frame, len), "apply",
-                      ot_delta_decoder_errmsg(d));
-                t = now() - t;
-                if (t < best)
-                    best = t;
-                recv->blocks[0].ntouched = 0;
-                memset(recv->blocks[0].touched_bits, 0, ROWS / 8);
-            }
-            printf("bench.delta.apply_sparse_fp32 %.0f Mentries/s\n", (double)entries / best / 1e6);
-            printf("bench.delta.sparse_uniform_1pct_fp32 %.3f bytes/entry\n",
-                   (double)len / (double)entries);
+        ot_delta_peek(frame, len, OT_DELTA_FIELD_ENTRIES, &entries);
+        meter_init(&m);
+        for (rep = 0; rep < 7; rep++) {
+            start(&m);
+            check(oti_delta_apply_params(d, recv, frame, len), "apply",
+                  ot_delta_decoder_errmsg(d));
+            stop(&m);
+            recv->blocks[0].ntouched = 0;
+            memset(recv->blocks[0].touched_bits, 0, ROWS / 8);
         }
+        printf("bench.delta.apply_sparse_fp32 %.0f Mentries/s\n", (double)entries / m.best / 1e6);
+        print_cycles("apply_sparse_fp32", &m, (double)entries, "entry");
+        printf("bench.delta.sparse_uniform_1pct_fp32 %.3f bytes/entry\n",
+               (double)len / (double)entries);
     }
 
     /* ---- bytes per entry on Zipf indices ---------------------------------- */
@@ -313,16 +399,18 @@ int main(void)
     /* ---- snapshots ----------------------------------------------------------- */
     {
         ot_snapshot *snap;
-        double tp = 1e9, tc = 1e9, ts = 1e9, tf = 1e9;
+        meter mp, mc, ms, mf;
+        meter_init(&mp);
+        meter_init(&mc);
+        meter_init(&ms);
+        meter_init(&mf);
         for (rep = 0; rep < 5; rep++) {
-            t = now();
+            start(&mp);
             check(oti_shadow_publish(sh, 1, &snap), "publish", "");
-            t = now() - t;
-            if (t < tp)
-                tp = t;
+            stop(&mp);
             ot_snapshot_release(snap);
         }
-        printf("bench.delta.snapshot_publish %.3f ms\n", tp * 1e3);
+        printf("bench.delta.snapshot_publish %.3f ms\n", mp.best * 1e3);
         for (rep = 0; rep < 5; rep++) {
             ot_snapshot *s0, *s1;
             oti_shadow *c;
@@ -333,11 +421,9 @@ int main(void)
                 oti_block_touch(&local->blocks[0], 1000000 + i);
             check(oti_shadow_clone(&s0->body, &c), "clone", "");
             check(oti_shadow_into_snapshot(c, &s1), "snapshot", "");
-            t = now();
+            start(&mc);
             check(oti_snapshot_refresh(s1, local), "refresh", "");
-            t = now() - t;
-            if (t < tc)
-                tc = t;
+            stop(&mc);
             ot_snapshot_release(s1);
             /* scattered: 1% of rows at random */
             oti_params_clear_touched(local);
@@ -345,24 +431,23 @@ int main(void)
                 oti_block_touch(&local->blocks[0], rows[i]);
             check(oti_shadow_clone(&s0->body, &c), "clone", "");
             check(oti_shadow_into_snapshot(c, &s1), "snapshot", "");
-            t = now();
+            start(&ms);
             check(oti_snapshot_refresh(s1, local), "refresh", "");
-            t = now() - t;
-            if (t < ts)
-                ts = t;
+            stop(&ms);
             ot_snapshot_release(s1);
             /* a full copy, for scale */
-            t = now();
+            start(&mf);
             check(oti_shadow_create(NULL, local, OTI_SRC_WEIGHTS, 0, &c), "copy", "");
-            t = now() - t;
-            if (t < tf)
-                tf = t;
+            stop(&mf);
             oti_shadow_destroy(c);
             ot_snapshot_release(s0);
         }
-        printf("bench.delta.snapshot_update_1pct_clustered %.3f ms\n", tc * 1e3);
-        printf("bench.delta.snapshot_update_1pct_scattered %.3f ms\n", ts * 1e3);
-        printf("bench.delta.snapshot_full_copy %.3f ms\n", tf * 1e3);
+        printf("bench.delta.snapshot_update_1pct_clustered %.3f ms\n", mc.best * 1e3);
+        print_cycles("snapshot_update_1pct_clustered", &mc, (double)nrows, "touched_row");
+        printf("bench.delta.snapshot_update_1pct_scattered %.3f ms\n", ms.best * 1e3);
+        print_cycles("snapshot_update_1pct_scattered", &ms, (double)nrows, "touched_row");
+        printf("bench.delta.snapshot_full_copy %.3f ms\n", mf.best * 1e3);
+        print_cycles("snapshot_full_copy", &mf, (double)ROWS, "row");
     }
 
     free(rows);
