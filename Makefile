@@ -83,7 +83,12 @@ EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 EXAMPLE_CXX_SRCS := $(sort $(wildcard examples/*.cc))
 EXAMPLE_CXX_BINS := $(EXAMPLE_CXX_SRCS:examples/%.cc=$(BUILD)/examples/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
-FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+# Build directories of the sanitizer and fuzzing targets (override to keep
+# several checkouts' or engineers' builds apart).
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 STATIC_LIB := $(BUILD)/libonlinetrain.a
 SHARED_LIB := $(BUILD)/libonlinetrain.so.$(VERSION)
@@ -205,7 +210,7 @@ check: all $(TEST_BIN)
 	$(Q)OT_BUILD=$(BUILD) ./$(TEST_BIN)
 
 check-asan: deps-dev
-	$(Q)$(MAKE) --no-print-directory BUILD=build-asan CC=$(CLANG) \
+	$(Q)$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CC=$(CLANG) \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" NO_UNDEFINED= \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check
@@ -223,11 +228,11 @@ check-openblas: all $(TEST_BIN)
 # default; CK_RUN_SUITE picks others).  tests/tsan.supp hides reports whose
 # frames are all inside libnng, which is not instrumented.
 check-tsan: deps-dev
-	$(Q)$(MAKE) --no-print-directory BUILD=build-tsan CC=$(CLANG) CFLAGS="-O1 -g" \
-	    SAN_FLAGS="-fsanitize=thread" NO_UNDEFINED= build-tsan/tests/runner
+	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) CC=$(CLANG) CFLAGS="-O1 -g" \
+	    SAN_FLAGS="-fsanitize=thread" NO_UNDEFINED= $(TSAN_BUILD)/tests/runner
 	$(Q)for s in $${CK_RUN_SUITE:-transport roles predictor}; do \
-	    OT_BUILD=build-tsan CK_RUN_SUITE=$$s TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	    ./build-tsan/tests/runner || exit 1; done
+	    OT_BUILD=$(TSAN_BUILD) CK_RUN_SUITE=$$s TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	    ./$(TSAN_BUILD)/tests/runner || exit 1; done
 
 # valgrind follows Check's forked children; a leak or error in any fails the run.
 # The "build" tests run compilers and nm, which are not ours to check.
@@ -261,13 +266,13 @@ FUZZ_LIB_SRCS := $(LIB_SRCS)
 # The library is compiled once for every fuzz target, with coverage
 # instrumentation (fuzzer-no-link) and the sanitizers.
 FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined
-FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:lib/%.c=build-fuzz/lib/%.o)
-build-fuzz/lib/%.o: lib/%.c | deps-check
+FUZZ_LIB_OBJS := $(FUZZ_LIB_SRCS:lib/%.c=$(FUZZ_BUILD)/lib/%.o)
+$(FUZZ_BUILD)/lib/%.o: lib/%.c | deps-check
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $< (fuzz)")
 	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS) | deps-check
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(FUZZ_LIB_OBJS) | deps-check
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJS) $(LIBS)
@@ -276,11 +281,11 @@ fuzz: deps-dev
 	$(Q)$(MAKE) --no-print-directory fuzz-run
 
 fuzz-run: $(FUZZ_BINS)
-	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
 	    echo "# fuzz $$n for $(FUZZ_SECONDS)s"; \
-	    ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
-	        2>build-fuzz/$$n.log || { tail -50 build-fuzz/$$n.log; exit 1; }; \
-	    grep -E 'stat::number_of_executed_units' build-fuzz/$$n.log; done
+	    ./$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus-$$n tests/fuzz/corpus/$$n \
+	        2>$(FUZZ_BUILD)/$$n.log || { tail -50 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
+	    grep -E 'stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log; done
 
 # ---- install ------------------------------------------------------------------
 $(BUILD)/onlinetrain.pc: onlinetrain.pc.in $(HEADER)
@@ -357,6 +362,6 @@ python-check: shared
 	    $(PYTHON) -m unittest discover -s bindings/python/tests -t bindings/python/tests
 
 clean:
-	rm -rf build build-asan build-fuzz build-tsan
+	rm -rf build $(ASAN_BUILD) $(FUZZ_BUILD) $(TSAN_BUILD)
 
 -include $(FUZZ_LIB_OBJS:.o=.d) $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_BINS:=.d) $(EXAMPLE_BINS:=.d)
