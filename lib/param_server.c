@@ -1090,62 +1090,49 @@ static int wait_until_locked(ot_param_server *ps, uint64_t when)
 }
 
 /*
- * The real-time publisher: one update every rt_interval_ms on a fixed grid
- * of CLOCK_MONOTONIC, independent of full updates (their own thread), so a
- * change waits at most one interval for the update that carries it.  An
- * update that starts late does not move the grid; one that is more than an
- * interval late is followed at once by the next.
+ * The publishers, one thread each, on fixed grids of CLOCK_MONOTONIC:
+ * real-time updates every rt_interval_ms, full updates every
+ * full_interval_ms.  Full updates never move the real-time grid, so a change
+ * waits at most one interval for the update that carries it.  A real-time
+ * update that starts late does not move its grid, and one more than an
+ * interval late is followed at once by the next; a late full update moves
+ * its grid to a whole period after it.
  */
-static void *rt_publisher_main(void *arg)
+static void publish_loop(ot_param_server *ps, int full)
 {
-    ot_param_server *ps = arg;
-    const uint64_t period = (uint64_t)ps->rt_ms * 1000000u;
+    const uint64_t period = (uint64_t)(full ? ps->full_ms : ps->rt_ms) * 1000000u;
     uint64_t next = mono_ns() + period;
 
     pthread_mutex_lock(&ps->thr_mu);
     while (!ps->thr_stop) {
         char err[OTI_ERRMSG_LEN];
         uint64_t now;
+        ot_status st;
 
         if (!wait_until_locked(ps, next))
             continue;
         pthread_mutex_unlock(&ps->thr_mu);
-        if (do_publish(ps, 0, err) != OT_OK)
+        st = full ? publish_full_chunked(ps, NULL, NULL, err) : do_publish(ps, 0, err);
+        if (st != OT_OK)
             count(ps, S_PUBLISH_ERRORS, 1);
         pthread_mutex_lock(&ps->thr_mu);
         now = mono_ns();
         next += period;
         if (next <= now)
-            next = now;
+            next = full ? now + period : now;
     }
     pthread_mutex_unlock(&ps->thr_mu);
+}
+
+static void *rt_publisher_main(void *arg)
+{
+    publish_loop(arg, 0);
     return NULL;
 }
 
-/* The full-update publisher: one full update every full_interval_ms. */
 static void *full_publisher_main(void *arg)
 {
-    ot_param_server *ps = arg;
-    const uint64_t period = (uint64_t)ps->full_ms * 1000000u;
-    uint64_t next = mono_ns() + period;
-
-    pthread_mutex_lock(&ps->thr_mu);
-    while (!ps->thr_stop) {
-        char err[OTI_ERRMSG_LEN];
-        uint64_t now;
-
-        if (!wait_until_locked(ps, next))
-            continue;
-        pthread_mutex_unlock(&ps->thr_mu);
-        if (publish_full_chunked(ps, NULL, NULL, err) != OT_OK)
-            count(ps, S_PUBLISH_ERRORS, 1);
-        pthread_mutex_lock(&ps->thr_mu);
-        now = mono_ns();
-        next += period;
-        if (next <= now)
-            next = now + period;
-    }
-    pthread_mutex_unlock(&ps->thr_mu);
+    publish_loop(arg, 1);
     return NULL;
 }
 
