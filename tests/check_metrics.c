@@ -748,7 +748,10 @@ static void *scrape_loop(void *arg)
             snprintf(s->failure, sizeof(s->failure), "scrape failed (%d) while the trainer ran", rc);
             break;
         }
-        if (r.status == 503) {
+        /* While the trainer is destroyed: 503 (stopping), or 404 once its
+         * path is removed and before the port closes (docs/metrics.md). */
+        if (r.status == 503 ||
+            (r.status == 404 && __atomic_load_n(&s->done, __ATOMIC_ACQUIRE))) {
             s->unavailable++;
             continue;
         }
