@@ -120,6 +120,12 @@ uint8_t *oti_buf_mut(ot_buf *b)
     return b->data;
 }
 
+void oti_buf_shrink(ot_buf *b, size_t size)
+{
+    if (size < b->size)
+        b->size = size;
+}
+
 const uint8_t *ot_buf_data(const ot_buf *buf)
 {
     return buf != NULL ? buf->data : NULL;

@@ -169,6 +169,9 @@ static ot_status encode_snap_buf(ot_delta_encoder *enc, ot_model *m, ot_snapshot
         ot_buf_release(b);
         return st;
     }
+    /* The sizing pass gives an upper bound; the buffer holds exactly the
+     * frames written, never stray bytes after them. */
+    oti_buf_shrink(b, len2);
     *out = b;
     return OT_OK;
 }

@@ -49,6 +49,8 @@ ot_buf *oti_buf_wrap(const oti_alloc *a, uint8_t *data, size_t size, size_t cap)
 /* Allocates an ot_buf of `size` bytes to fill in. */
 ot_buf *oti_buf_new(const oti_alloc *a, size_t size);
 uint8_t *oti_buf_mut(ot_buf *b);
+/* Makes b's size `size` when that is smaller (its capacity stays). */
+void oti_buf_shrink(ot_buf *b, size_t size);
 
 /* ---- errors (status.c) ------------------------------------------------- */
 
