@@ -497,15 +497,6 @@ ot_status oti_delta_apply_shadow(ot_delta_decoder *dec, oti_shadow *sh, const ui
  * application equals applying a then b (up to float rounding of sums). */
 ot_status oti_delta_merge(ot_delta_encoder *enc, const oti_params *p, const uint8_t *a, size_t alen,
                           const uint8_t *b, size_t blen, uint8_t *dst, size_t cap, size_t *len);
-/* The rows of ADD frame a (valid for p) whose first flat index lies in
- * [lo, hi), as one fp32 ADD frame (a shard's part of a delta): the values
- * are a's decoded values, bit for bit.  The header's shard, sender,
- * sequence and versions come from enc (its sequence is not advanced).
- * OT_ENOSPC with the size needed in *len, OT_EINVAL, the validation's
- * statuses. */
-ot_status oti_delta_split(ot_delta_encoder *enc, const oti_params *p, const uint8_t *a,
-                          size_t alen, uint64_t lo, uint64_t hi, uint8_t *dst, size_t cap,
-                          size_t *len);
 /* Upper bound of a merge's output size. */
 size_t oti_delta_merge_bound(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 

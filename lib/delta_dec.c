@@ -997,8 +997,6 @@ typedef struct mout {
     unsigned shift;
     uint32_t cols;
     size_t n;       /* rows pending (in enc->sel), values in enc->outv */
-    int ranged;     /* oti_delta_split: keep only rows starting in [lo, hi) */
-    uint64_t lo, hi;
 } mout;
 
 static unsigned page_shift(uint32_t cols)
@@ -1088,11 +1086,6 @@ static void mpush(mout *m, const rowit *key, const rowit *a, const rowit *b)
     uint64_t page = key->row >> shift;
     float *dst, tmp[64];
 
-    if (m->ranged) {
-        uint64_t first = m->p->blocks[key->s.block].offset + key->row * cols;
-        if (first < m->lo || first >= m->hi)
-            return;
-    }
     if (m->have && (m->block != key->s.block || m->array != key->s.array || m->page != page))
         mflush(m);
     if (!m->have) {
@@ -1217,86 +1210,6 @@ ot_status oti_delta_merge(ot_delta_encoder *enc, const oti_params *p, const uint
     oti_frame_finish(dst, (uint32_t)m.entries, m.used);
     *len = OTI_HEADER_SIZE + m.used;
     enc->seq++;
-    return OT_OK;
-}
-
-static void split_pass(mout *m, const uint8_t *a, size_t alen, const oti_frame *fa)
-{
-    rowit ia;
-
-    memset(&ia, 0, sizeof(ia));
-    ia.q = fa->payload;
-    ia.end = a + alen;
-    rowit_next(&ia);
-    while (ia.valid) {
-        mpush(m, &ia, &ia, NULL);
-        rowit_next(&ia);
-    }
-    mflush(m);
-}
-
-ot_status oti_delta_split(ot_delta_encoder *enc, const oti_params *p, const uint8_t *a,
-                          size_t alen, uint64_t lo, uint64_t hi, uint8_t *dst, size_t cap,
-                          size_t *len)
-{
-    ot_delta_decoder dec;
-    oti_frame fa;
-    ot_status st;
-    mout m;
-    size_t b2, maxr = 1, maxf = 1;
-
-    if (enc == NULL)
-        return OT_EINVAL;
-    enc->errmsg[0] = '\0';
-    if (p == NULL || a == NULL || len == NULL || (dst == NULL && cap > 0))
-        return oti_err(enc->errmsg, OT_EINVAL, "NULL argument");
-    memset(&dec, 0, sizeof(dec));
-    dec.alloc = enc->alloc;
-    dec.max_message = enc->max_message;
-    st = oti_delta_validate_params(&dec, p, a, alen, &fa);
-    oti_free(&dec.alloc, dec.shape, dec.shape_cap * sizeof(*dec.shape));
-    oti_free(&dec.alloc, dec.secs, dec.secs_cap * sizeof(sec));
-    if (st != OT_OK) {
-        memcpy(enc->errmsg, dec.errmsg, OTI_ERRMSG_LEN);
-        return st;
-    }
-    if (fa.kind != OTI_KIND_ADD)
-        return oti_err(enc->errmsg, OT_EINVAL, "only ADD frames split");
-    for (b2 = 0; b2 < p->nblocks; b2++) {
-        uint32_t cols = p->blocks[b2].cols;
-        uint64_t rpp = UINT64_C(1) << page_shift(cols);
-        if (rpp > maxr)
-            maxr = (size_t)rpp;
-        if (rpp * cols > maxf)
-            maxf = (size_t)(rpp * cols);
-    }
-    if (GROW(enc, sel, maxr) != 0 || GROW(enc, outv, maxf) != 0)
-        return oti_err(enc->errmsg, OT_ENOMEM, "out of memory");
-    memset(&m, 0, sizeof(m));
-    m.enc = enc;
-    m.p = p;
-    m.ranged = 1;
-    m.lo = lo;
-    m.hi = hi;
-    split_pass(&m, a, alen, &fa);
-    if (m.entries > UINT32_MAX)
-        return oti_err(enc->errmsg, OT_ETOOBIG, "too many entries");
-    if (OTI_HEADER_SIZE + m.used > cap) {
-        *len = OTI_HEADER_SIZE + m.used;
-        return oti_err(enc->errmsg, OT_ENOSPC, "the frame needs %zu bytes, the buffer has %zu",
-                       *len, cap);
-    }
-    memset(&m, 0, sizeof(m));
-    m.enc = enc;
-    m.p = p;
-    m.ranged = 1;
-    m.lo = lo;
-    m.hi = hi;
-    m.out = dst + OTI_HEADER_SIZE;
-    split_pass(&m, a, alen, &fa);
-    oti_frame_header(enc, dst, OTI_KIND_ADD, OTI_FLAG_FIRST | OTI_FLAG_LAST, p->fingerprint);
-    oti_frame_finish(dst, (uint32_t)m.entries, m.used);
-    *len = OTI_HEADER_SIZE + m.used;
     return OT_OK;
 }
 
