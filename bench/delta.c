@@ -7,8 +7,12 @@
  *  - encoder bandwidth on a dense diff (every weight changed), fp32, full
  *    scan, and its ratio to memcpy;
  *  - encode time with 1% of rows touched (scattered) through the touched
- *    tracker, against a full scan of the same state;
- *  - decode+apply throughput in entries per second, dense and sparse fp32;
+ *    tracker, against a full scan of the same state, and against a plain
+ *    loop doing only the reads and writes of those rows (the floor that
+ *    scattered memory access sets on this machine);
+ *  - the same for 1% of the rows of an embedding table (64 floats a row);
+ *  - decode+apply throughput in entries per second, dense and sparse fp32,
+ *    the sparse figure next to a plain loop updating the same rows;
  *  - bytes per entry of a sparse delta per value encoding, on indices drawn
  *    from a Zipf distribution (rank order, and hashed into the row space);
  *  - snapshot costs: publishing a shadow, and ot_snapshot_update-style page
@@ -39,6 +43,7 @@
 #endif
 
 #define ROWS (1u << 24)
+#define EMBED_DIM 64 /* floats per row of the embedding figure */
 
 static double now(void)
 {
@@ -141,28 +146,35 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* One wide block of ROWS x 1 weights with a touched tracker. */
-static oti_params *params_new(int dense_hint)
+/* One block of rows x cols weights (wide when cols is 1, else an
+ * embedding) with a touched tracker. */
+static oti_params *params_shape(size_t rows, uint32_t cols, int dense_hint)
 {
     oti_params *p = calloc(1, sizeof(*p));
     oti_block *b = calloc(1, sizeof(*b));
-    size_t i;
+    size_t i, n = rows * cols;
 
-    b->kind = OTI_BLOCK_WIDE;
-    strcpy(b->name, "wide");
-    b->rows = ROWS;
-    b->cols = 1;
+    b->kind = cols == 1 ? OTI_BLOCK_WIDE : OTI_BLOCK_EMBED;
+    strcpy(b->name, cols == 1 ? "wide" : "embed");
+    b->rows = rows;
+    b->cols = cols;
     b->dense_hint = dense_hint;
-    b->w = xmalloc((size_t)ROWS * 4);
-    for (i = 0; i < ROWS; i++)
+    b->w = xmalloc(n * 4);
+    for (i = 0; i < n; i++)
         b->w[i] = (float)(rnd() & 0xffff) * (1.0f / 65536.0f) - 0.5f;
-    b->touched_bits = calloc(ROWS / 64, 8);
-    b->touched_list = xmalloc((size_t)ROWS * 4);
+    b->touched_bits = calloc((rows + 63) / 64, 8);
+    b->touched_list = xmalloc(rows * 4);
     p->blocks = b;
     p->nblocks = 1;
-    p->total = ROWS;
+    p->total = n;
     p->fingerprint = 0x5eed;
     return p;
+}
+
+/* One wide block of ROWS x 1 weights with a touched tracker. */
+static oti_params *params_new(int dense_hint)
+{
+    return params_shape(ROWS, 1, dense_hint);
 }
 
 static void params_free(oti_params *p)
@@ -227,11 +239,74 @@ static void perturb_all(oti_params *p)
 static void touch_rows(oti_params *p, const uint32_t *rows, size_t n, float d)
 {
     oti_block *b = &p->blocks[0];
+    size_t i, c;
+
+    for (i = 0; i < n; i++) {
+        for (c = 0; c < b->cols; c++)
+            b->w[(size_t)rows[i] * b->cols + c] += d;
+        oti_block_touch(b, rows[i]);
+    }
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The distinct values of a[0..n), sorted; returns how many. */
+static size_t sorted_distinct(uint32_t *a, size_t n)
+{
+    size_t i, k = 0;
+
+    qsort(a, n, sizeof(*a), cmp_u32);
+    for (i = 0; i < n; i++)
+        if (k == 0 || a[i] != a[k - 1])
+            a[k++] = a[i];
+    return k;
+}
+
+#define FLOOR_AHEAD 64 /* rows prefetched ahead by the plain loops */
+#if defined(__GNUC__)
+#define PREFETCH(p, w) __builtin_prefetch((p), (w))
+#else
+#define PREFETCH(p, w) ((void)(p))
+#endif
+
+/*
+ * The memory work of an encode of touched single-value rows, as a plain
+ * loop: at each row (sorted), read the model and the snapshot, write the
+ * difference and the row out, and advance the snapshot.  No sorting, no
+ * format, no checks: what the scattered reads and writes cost alone.
+ */
+static void floor_encode(const float *l, float *s, const uint32_t *rows, size_t n, float *dout,
+                         uint32_t *rout)
+{
     size_t i;
 
     for (i = 0; i < n; i++) {
-        b->w[rows[i]] += d;
-        oti_block_touch(b, rows[i]);
+        uint32_t r = rows[i];
+        float d;
+        if (i + FLOOR_AHEAD < n) {
+            PREFETCH(l + rows[i + FLOOR_AHEAD], 0);
+            PREFETCH(s + rows[i + FLOOR_AHEAD], 1);
+        }
+        d = l[r] - s[r];
+        s[r] += d;
+        dout[i] = d;
+        rout[i] = r;
+    }
+}
+
+/* The memory work of a sparse apply, as a plain loop over decoded rows. */
+static void floor_apply(float *w, const uint32_t *rows, const float *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (i + FLOOR_AHEAD < n)
+            PREFETCH(w + rows[i + FLOOR_AHEAD], 1);
+        w[rows[i]] += v[i];
     }
 }
 
@@ -316,9 +391,11 @@ int main(void)
     for (i = 0; i < nrows; i++)
         rows[i] = rnd() % ROWS;
     {
-        meter mt, mf;
-        size_t len_t = 0, len_f = 0;
+        meter mt, mf, mfl;
+        size_t len_t = 0, len_f = 0, nd;
         uint64_t entries = 0;
+        uint32_t *sr = xmalloc(nrows * 4), *rout = xmalloc(nrows * 4);
+        float *sf = xmalloc(bytes), *dout = xmalloc(nrows * 4);
         meter_init(&mt);
         meter_init(&mf);
         for (rep = 0; rep < 7; rep++) {
@@ -346,6 +423,23 @@ int main(void)
             printf("bench.delta.warning_frames_differ %zu bytes\n", len_t > len_f ? len_t - len_f
                                                                                  : len_f - len_t);
 
+        /* the same rows' reads and writes alone, after the same touches */
+        memcpy(sr, rows, nrows * 4);
+        nd = sorted_distinct(sr, nrows);
+        memcpy(sf, local->blocks[0].w, bytes);
+        meter_init(&mfl);
+        for (rep = 0; rep < 7; rep++) {
+            touch_rows(local, rows, nrows, 0.25f);
+            start(&mfl);
+            floor_encode(local->blocks[0].w, sf, sr, nd, dout, rout);
+            stop(&mfl);
+        }
+        printf("bench.delta.encode_touched_1pct_floor_time %.3f ms\n", mfl.best * 1e3);
+        print_cycles("encode_touched_1pct_floor", &mfl, (double)nd, "entry");
+        printf("bench.delta.encode_touched_floor_vs_full_scan %.1f %%\n",
+               100.0 * mfl.best / mf.best);
+        printf("bench.delta.encode_touched_vs_floor %.2f x\n", mt.best / mfl.best);
+
         /* sparse decode+apply of that frame */
         touch_rows(local, rows, nrows, 0.25f);
         check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode", "");
@@ -361,8 +455,57 @@ int main(void)
         }
         printf("bench.delta.apply_sparse_fp32 %.0f Mentries/s\n", (double)entries / m.best / 1e6);
         print_cycles("apply_sparse_fp32", &m, (double)entries, "entry");
+        /* the same rows' updates alone, from decoded rows and values */
+        meter_init(&mfl);
+        for (rep = 0; rep < 7; rep++) {
+            start(&mfl);
+            floor_apply(recv->blocks[0].w, sr, dout, nd);
+            stop(&mfl);
+        }
+        printf("bench.delta.apply_sparse_floor %.0f Mentries/s\n", (double)nd / mfl.best / 1e6);
+        print_cycles("apply_sparse_floor", &mfl, (double)nd, "entry");
+        printf("bench.delta.apply_sparse_vs_floor %.1f %%\n",
+               100.0 * ((double)entries / m.best) / ((double)nd / mfl.best));
         printf("bench.delta.sparse_uniform_1pct_fp32 %.3f bytes/entry\n",
                (double)len / (double)entries);
+        free(sr);
+        free(rout);
+        free(sf);
+        free(dout);
+    }
+
+    /* ---- 1% of the rows of an embedding table touched ---------------------- */
+    {
+        const size_t erows = ROWS / EMBED_DIM, en = erows / 100;
+        oti_params *emb = params_shape(erows, EMBED_DIM, 0);
+        oti_shadow *esh;
+        uint32_t *er = xmalloc(en * 4);
+        meter mt, mf;
+        check(oti_shadow_create(NULL, emb, OTI_SRC_WEIGHTS, 0, &esh), "shadow", "");
+        for (i = 0; i < en; i++)
+            er[i] = rnd() % erows;
+        meter_init(&mt);
+        meter_init(&mf);
+        for (rep = 0; rep < 7; rep++) {
+            touch_rows(emb, er, en, 0.25f);
+            oti_delta_encoder_scan_all(e, 0);
+            start(&mt);
+            check(oti_delta_encode_add(e, emb, esh, frame, cap, &len, &more), "encode", "");
+            stop(&mt);
+            touch_rows(emb, er, en, 0.25f);
+            oti_delta_encoder_scan_all(e, 1);
+            start(&mf);
+            check(oti_delta_encode_add(e, emb, esh, frame, cap, &len, &more), "encode", "");
+            stop(&mf);
+        }
+        oti_delta_encoder_scan_all(e, 0);
+        printf("bench.delta.encode_touched_1pct_embed%d_time %.3f ms\n", EMBED_DIM, mt.best * 1e3);
+        printf("bench.delta.encode_full_scan_embed%d_time %.3f ms\n", EMBED_DIM, mf.best * 1e3);
+        printf("bench.delta.encode_touched_vs_full_scan_embed%d %.1f %%\n", EMBED_DIM,
+               100.0 * mt.best / mf.best);
+        free(er);
+        oti_shadow_destroy(esh);
+        params_free(emb);
     }
 
     /* ---- bytes per entry on Zipf indices ---------------------------------- */

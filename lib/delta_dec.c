@@ -772,54 +772,81 @@ static void apply_sparse(const tgt *t, const sec *s, rowcur *pf, int add)
 
 /*
  * The common case of a sparse frame: fp32 values of single-column rows of
- * one array of a params view, in sections s[0..n).  The same work as
- * apply_sparse_run, with the prefetch cursor in locals.
+ * one array of a params view, in sections s[0..n).  Rows are decoded in
+ * chunks of FAST_CHUNK into a small buffer, each prefetched as it is
+ * decoded, and a chunk is applied after the next one has been decoded: each
+ * gap is read once, and a chunk's misses overlap the next chunk's decoding.
  */
-/* The fast path's prefetch cursor (section ps, entry pi, row prow, next
- * gap pg): prefetches its row and steps to the next. */
-static ALWAYS_INLINE void fast_ahead(float *arr, const sec *s, size_t n, size_t *ps, uint64_t *pi,
-                                     uint64_t *prow, const uint8_t **pg)
+#define FAST_CHUNK 64
+
+typedef struct fastcur {
+    const sec *s, *end;
+    uint64_t i, row; /* entry i of section s, its row */
+    const uint8_t *g;
+} fastcur;
+
+/* Decodes up to FAST_CHUNK entries at c into rows and vals; returns how many. */
+static ALWAYS_INLINE size_t fast_fill(fastcur *c, float *arr, uint64_t *rows, float *vals)
 {
+    size_t k = 0;
+
+    while (k < FAST_CHUNK && c->s < c->end) {
+        const uint8_t *v = c->s->values;
+        uint64_t i = c->i, row = c->row, cnt = c->s->count;
+        const uint8_t *g = c->g;
+        for (; k < FAST_CHUNK && i < cnt; k++, i++) {
+            if (i > 0)
+                row += next_gap(&g);
 #if defined(__GNUC__)
-    __builtin_prefetch(arr + *prow, 1);
+            __builtin_prefetch(arr + row, 1);
 #endif
-    if (++*pi < s[*ps].count) {
-        *prow += next_gap(pg);
-    } else if (++*ps < n) {
-        *pi = 0;
-        *prow = s[*ps].first;
-        *pg = s[*ps].gaps;
+            rows[k] = row;
+            vals[k] = getf(v + 4 * i);
+        }
+        if (i < cnt) {
+            c->i = i;
+            c->row = row;
+            c->g = g;
+        } else if (++c->s < c->end) {
+            c->i = 0;
+            c->row = c->s->first;
+            c->g = c->s->gaps;
+        }
     }
+    return k;
 }
 
 static void apply_sparse_fp32_c1(float *restrict arr, oti_block *blk, const sec *s, size_t n,
                                  int add)
 {
-    size_t ps = 0, h;
-    uint64_t pi = 0, prow = s[0].first;
-    const uint8_t *pg = s[0].gaps;
-    int k, track = tracks(blk);
+    uint64_t rows[2][FAST_CHUNK];
+    float vals[2][FAST_CHUNK];
+    fastcur c;
+    size_t k, m, next;
+    int track = tracks(blk), cur = 0;
 
     if (track && blk->dense_hint) {
         blk->all_touched = 1;
         track = 0;
     }
-    for (k = 0; k < PF_DIST + 1 && ps < n; k++)
-        fast_ahead(arr, s, n, &ps, &pi, &prow, &pg);
-    for (h = 0; h < n; h++) {
-        const uint8_t *g = s[h].gaps, *v = s[h].values;
-        uint64_t row = s[h].first, i, cnt = s[h].count;
-        for (i = 0; i < cnt; i++) {
-            float x;
-            if (i > 0)
-                row += next_gap(&g);
-            if (ps < n)
-                fast_ahead(arr, s, n, &ps, &pi, &prow, &pg);
-            x = getf(v + 4 * i);
+    c.s = s;
+    c.end = s + n;
+    c.i = 0;
+    c.row = s[0].first;
+    c.g = s[0].gaps;
+    m = fast_fill(&c, arr, rows[0], vals[0]);
+    while (m > 0) {
+        next = fast_fill(&c, arr, rows[cur ^ 1], vals[cur ^ 1]);
+        for (k = 0; k < m; k++) {
+            uint64_t row = rows[cur][k];
+            float x = vals[cur][k];
             arr[row] = add ? clampf(arr[row] + x) : x;
-            if (track)
-                oti_block_touch(blk, row);
         }
+        if (track)
+            for (k = 0; k < m; k++)
+                oti_block_touch(blk, rows[cur][k]);
+        cur ^= 1;
+        m = next;
     }
 }
 
