@@ -1083,6 +1083,82 @@ START_TEST(test_delta_sparse_gaps_every_length)
 }
 END_TEST
 
+/*
+ * The sparse fp32 apply of single values decodes two halves of the sections
+ * at once, in chunks: pages holding 1, 2, 511 to 513 and 1500 changed rows
+ * (around the chunk size), some holding none, give every row its value, ADD
+ * and SET, and mark exactly the changed rows touched.
+ */
+START_TEST(test_delta_sparse_apply_sections_and_chunks)
+{
+    static const bspec shape[] = {{1u << 16, 1, 0, 0}};
+    static const unsigned per_page[] = {1, 0, 2, 511, 512, 513, 0, 1500, 3, 0, 700, 1, 64, 65, 1};
+    oti_params *local = tp_new(shape, 1, 0x99, 5), *recv;
+    oti_shadow *sh;
+    ot_delta_encoder *e = enc_with(OTI_SRC_WEIGHTS, OTI_ENC_FP32, 0.0, 0.0, 0, 0, 1 << 22);
+    ot_delta_decoder *d = dec_new();
+    float *want = xcalloc(1u << 16, sizeof(float));
+    unsigned char *changed = xcalloc(1u << 16, 1);
+    size_t pg, i, len, nchanged = 0;
+    int more, set;
+    uint8_t *f;
+
+    /* multiples of 1/16 below 64: every sum and difference is exact, so an
+     * ADD leaves no residual and the expected values are plain */
+    for (i = 0; i < (1u << 16); i++)
+        tp_arr(local, 0, 0)[i] = (float)(i % 512) / 16.0f;
+    recv = tp_clone(local);
+    sh = shadow_of(local, OTI_SRC_WEIGHTS);
+    for (set = 0; set < 2; set++) {
+        float *l = tp_arr(local, 0, 0), *r = tp_arr(recv, 0, 0);
+        memcpy(want, r, (1u << 16) * sizeof(float));
+        for (pg = 0; pg < sizeof(per_page) / sizeof(per_page[0]); pg++) {
+            for (i = 0; i < per_page[pg]; i++) {
+                /* spread over the page's 4096 rows, some gaps of two bytes */
+                uint32_t row = (uint32_t)(pg * 4096 + (i * 2654435761u + pg) % 4096);
+                if (changed[row] != set + 1) {
+                    l[row] += (float)(1 + i % 7) / 4.0f;
+                    oti_block_touch(&local->blocks[0], row);
+                    changed[row] = (unsigned char)(set + 1);
+                }
+            }
+        }
+        for (i = 0, nchanged = 0; i < (1u << 16); i++) {
+            if (changed[i] != set + 1)
+                continue;
+            want[i] = l[i];
+            nchanged++;
+        }
+        if (set) {
+            ot_delta_encoder_destroy(e);
+            e = enc_with(OTI_SRC_WEIGHTS, OTI_ENC_FP32, 0.0, 0.0, 0, 0, 1 << 22);
+            f = xcalloc(1, 1u << 22);
+            ck_assert_int_eq(oti_delta_encode_set(e, local, sh, 0, f, 1u << 22, &len, &more),
+                             OT_OK);
+        } else {
+            f = encode_add(e, local, sh, &len, &more);
+        }
+        ck_assert_int_eq(more, 0);
+        oti_params_clear_touched(recv);
+        apply_ok(d, recv, f, len);
+        free(f);
+        for (i = 0; i < (1u << 16); i++)
+            ck_assert_msg(memcmp(&r[i], &want[i], sizeof(float)) == 0, "row %zu: %g, want %g", i,
+                          (double)r[i], (double)want[i]);
+        ck_assert_uint_eq(recv->blocks[0].ntouched, nchanged);
+        for (i = 0; i < recv->blocks[0].ntouched; i++)
+            ck_assert_int_eq(changed[recv->blocks[0].touched_list[i]], set + 1);
+    }
+    free(want);
+    free(changed);
+    ot_delta_encoder_destroy(e);
+    ot_delta_decoder_destroy(d);
+    oti_shadow_destroy(sh);
+    tp_free(local);
+    tp_free(recv);
+}
+END_TEST
+
 START_TEST(test_delta_index_faults)
 {
     oti_params *p = tp_new(shape_hand, 3, 0x0123456789abcdefULL, 2), *orig = tp_clone(p);
@@ -2209,6 +2285,7 @@ Suite *suite_delta(void)
     tcase_add_test(tc, test_delta_checksum_matches_crc32c);
     tcase_add_test(tc, test_delta_crc32c_streams_and_combine);
     tcase_add_test(tc, test_delta_sparse_gaps_every_length);
+    tcase_add_test(tc, test_delta_sparse_apply_sections_and_chunks);
     tcase_add_test(tc, test_delta_hand_built_frame_decodes);
     tcase_add_test(tc, test_delta_index_faults);
     tcase_add_test(tc, test_delta_header_mutations);
