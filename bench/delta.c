@@ -10,6 +10,8 @@
  *    tracker, against a full scan of the same state, and against a plain
  *    loop doing only the reads and writes of those rows (the floor that
  *    scattered memory access sets on this machine);
+ *  - the dense encode of a deep layer (256 inputs a row, no tracker),
+ *    against memcpy;
  *  - the same for 1% of the rows of an embedding table (64 floats a row);
  *  - decode+apply throughput in entries per second, dense and sparse fp32,
  *    the sparse figure next to a plain loop updating the same rows;
@@ -44,6 +46,7 @@
 
 #define ROWS (1u << 24)
 #define EMBED_DIM 64 /* floats per row of the embedding figure */
+#define LAYER_COLS 256 /* inputs of the deep layer figure */
 
 static double now(void)
 {
@@ -154,8 +157,8 @@ static oti_params *params_shape(size_t rows, uint32_t cols, int dense_hint)
     oti_block *b = calloc(1, sizeof(*b));
     size_t i, n = rows * cols;
 
-    b->kind = cols == 1 ? OTI_BLOCK_WIDE : OTI_BLOCK_EMBED;
-    strcpy(b->name, cols == 1 ? "wide" : "embed");
+    b->kind = cols == 1 ? OTI_BLOCK_WIDE : dense_hint ? OTI_BLOCK_DENSE : OTI_BLOCK_EMBED;
+    strcpy(b->name, cols == 1 ? "wide" : dense_hint ? "layer" : "embed");
     b->rows = rows;
     b->cols = cols;
     b->dense_hint = dense_hint;
@@ -342,27 +345,23 @@ int main(void)
     if (tsc_hz > 0.0)
         printf("bench.delta.tsc_rate %.3f GHz\n", tsc_hz / 1e9);
 
-    /* ---- memcpy baseline ------------------------------------------------- */
+    /* ---- dense encode, each run next to a memcpy of the same bytes --------- */
     meter_init(&mm);
-    for (rep = 0; rep < 7; rep++) {
+    meter_init(&me);
+    for (rep = 0; rep < 9; rep++) {
         /* called through a volatile pointer so the copy is not optimised away */
         void *(*volatile copy)(void *, const void *, size_t) = memcpy;
         start(&mm);
         copy(scratch, local->blocks[0].w, bytes);
         stop(&mm);
-    }
-    printf("bench.delta.memcpy_bandwidth %.2f GB/s\n", (double)bytes / mm.best / 1e9);
-    print_cycles("memcpy", &mm, (double)bytes, "byte");
-
-    /* ---- dense encode ---------------------------------------------------- */
-    meter_init(&me);
-    for (rep = 0; rep < 7; rep++) {
         perturb_all(local);
         start(&me);
         check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode",
               ot_delta_encoder_errmsg(e));
         stop(&me);
     }
+    printf("bench.delta.memcpy_bandwidth %.2f GB/s\n", (double)bytes / mm.best / 1e9);
+    print_cycles("memcpy", &mm, (double)bytes, "byte");
     printf("bench.delta.encode_dense_fp32_bandwidth %.2f GB/s\n", (double)bytes / me.best / 1e9);
     print_cycles("encode_dense_fp32", &me, (double)bytes, "byte");
     printf("bench.delta.encode_dense_fp32_vs_memcpy %.1f %%\n", 100.0 * mm.best / me.best);
@@ -396,8 +395,12 @@ int main(void)
         uint64_t entries = 0;
         uint32_t *sr = xmalloc(nrows * 4), *rout = xmalloc(nrows * 4);
         float *sf = xmalloc(bytes), *dout = xmalloc(nrows * 4);
+        memcpy(sr, rows, nrows * 4);
+        nd = sorted_distinct(sr, nrows);
+        memcpy(sf, local->blocks[0].w, bytes);
         meter_init(&mt);
         meter_init(&mf);
+        meter_init(&mfl);
         for (rep = 0; rep < 7; rep++) {
             touch_rows(local, rows, nrows, 0.25f);
             oti_delta_encoder_scan_all(e, 0);
@@ -409,6 +412,11 @@ int main(void)
             start(&mf);
             check(oti_delta_encode_add(e, local, sh, frame, cap, &len_f, &more), "encode", "");
             stop(&mf);
+            /* the same rows' reads and writes alone, after the same touches */
+            touch_rows(local, rows, nrows, 0.25f);
+            start(&mfl);
+            floor_encode(local->blocks[0].w, sf, sr, nd, dout, rout);
+            stop(&mfl);
         }
         oti_delta_encoder_scan_all(e, 0);
         ot_delta_peek(frame, len_t, OT_DELTA_FIELD_ENTRIES, &entries);
@@ -423,17 +431,6 @@ int main(void)
             printf("bench.delta.warning_frames_differ %zu bytes\n", len_t > len_f ? len_t - len_f
                                                                                  : len_f - len_t);
 
-        /* the same rows' reads and writes alone, after the same touches */
-        memcpy(sr, rows, nrows * 4);
-        nd = sorted_distinct(sr, nrows);
-        memcpy(sf, local->blocks[0].w, bytes);
-        meter_init(&mfl);
-        for (rep = 0; rep < 7; rep++) {
-            touch_rows(local, rows, nrows, 0.25f);
-            start(&mfl);
-            floor_encode(local->blocks[0].w, sf, sr, nd, dout, rout);
-            stop(&mfl);
-        }
         printf("bench.delta.encode_touched_1pct_floor_time %.3f ms\n", mfl.best * 1e3);
         print_cycles("encode_touched_1pct_floor", &mfl, (double)nd, "entry");
         printf("bench.delta.encode_touched_floor_vs_full_scan %.1f %%\n",
@@ -445,6 +442,7 @@ int main(void)
         check(oti_delta_encode_add(e, local, sh, frame, cap, &len, &more), "encode", "");
         ot_delta_peek(frame, len, OT_DELTA_FIELD_ENTRIES, &entries);
         meter_init(&m);
+        meter_init(&mfl);
         for (rep = 0; rep < 7; rep++) {
             start(&m);
             check(oti_delta_apply_params(d, recv, frame, len), "apply",
@@ -452,16 +450,13 @@ int main(void)
             stop(&m);
             recv->blocks[0].ntouched = 0;
             memset(recv->blocks[0].touched_bits, 0, ROWS / 8);
-        }
-        printf("bench.delta.apply_sparse_fp32 %.0f Mentries/s\n", (double)entries / m.best / 1e6);
-        print_cycles("apply_sparse_fp32", &m, (double)entries, "entry");
-        /* the same rows' updates alone, from decoded rows and values */
-        meter_init(&mfl);
-        for (rep = 0; rep < 7; rep++) {
+            /* the same rows' updates alone, from decoded rows and values */
             start(&mfl);
             floor_apply(recv->blocks[0].w, sr, dout, nd);
             stop(&mfl);
         }
+        printf("bench.delta.apply_sparse_fp32 %.0f Mentries/s\n", (double)entries / m.best / 1e6);
+        print_cycles("apply_sparse_fp32", &m, (double)entries, "entry");
         printf("bench.delta.apply_sparse_floor %.0f Mentries/s\n", (double)nd / mfl.best / 1e6);
         print_cycles("apply_sparse_floor", &mfl, (double)nd, "entry");
         printf("bench.delta.apply_sparse_vs_floor %.1f %%\n",
@@ -472,6 +467,40 @@ int main(void)
         free(rout);
         free(sf);
         free(dout);
+    }
+
+    /* ---- a deep layer, every weight changed, next to memcpy --------------- */
+    {
+        const size_t lrows = ROWS / LAYER_COLS;
+        oti_params *lay = params_shape(lrows, LAYER_COLS, 1);
+        oti_shadow *lsh;
+        float *lw = lay->blocks[0].w;
+        meter mc, ml;
+        /* a deep layer has no touched tracker: every encode scans it whole */
+        free(lay->blocks[0].touched_bits);
+        free(lay->blocks[0].touched_list);
+        lay->blocks[0].touched_bits = NULL;
+        lay->blocks[0].touched_list = NULL;
+        check(oti_shadow_create(NULL, lay, OTI_SRC_WEIGHTS, 0, &lsh), "shadow", "");
+        meter_init(&mc);
+        meter_init(&ml);
+        for (rep = 0; rep < 9; rep++) {
+            void *(*volatile copy)(void *, const void *, size_t) = memcpy;
+            start(&mc);
+            copy(scratch, lw, bytes);
+            stop(&mc);
+            for (i = 0; i < ROWS; i++)
+                lw[i] += (i & 1) ? 1e-3f : -1e-3f;
+            start(&ml);
+            check(oti_delta_encode_add(e, lay, lsh, frame, cap, &len, &more), "encode", "");
+            stop(&ml);
+        }
+        printf("bench.delta.encode_layer%d_fp32_bandwidth %.2f GB/s\n", LAYER_COLS,
+               (double)bytes / ml.best / 1e9);
+        printf("bench.delta.encode_layer%d_fp32_vs_memcpy %.1f %%\n", LAYER_COLS,
+               100.0 * mc.best / ml.best);
+        oti_shadow_destroy(lsh);
+        params_free(lay);
     }
 
     /* ---- 1% of the rows of an embedding table touched ---------------------- */

@@ -676,18 +676,6 @@ static unsigned k_advance_check(float *restrict s, const float *restrict v, cons
     return any;
 }
 
-/* s[i] = clamp(s[i] + v[i]) */
-static void k_advance(float *restrict s, const float *restrict v, size_t n)
-{
-    size_t i = 0, k;
-
-    for (; i + KV <= n; i += KV)
-        for (k = 0; k < KV; k++)
-            s[i + k] = clampf(s[i + k] + v[i + k]);
-    for (; i < n; i++)
-        s[i] = clampf(s[i] + v[i]);
-}
-
 /* 1 if some l[i] - s[i] is nonzero */
 static unsigned k_differs(const float *restrict l, const float *restrict s, size_t n)
 {
@@ -803,13 +791,11 @@ static void write_section(job *j, size_t b, int a, int layout, const uint32_t *r
             float *s = oti_shadow_row_w(j->sh, b, a, first);
             const float *l = L + first * cols;
             unsigned differs;
-            if (j->kind == OTI_KIND_ADD && j->track != 0) {
-                differs = k_advance_check(s, deq, l, nv);
+            if (j->kind == OTI_KIND_ADD) {
+                /* the vectorised kernel, whose check costs little */
+                differs = k_advance_check(s, deq, l, nv) && j->track != 0;
             } else {
-                if (j->kind == OTI_KIND_ADD)
-                    k_advance(s, deq, nv);
-                else
-                    memcpy(s, deq, nv * 4);
+                memcpy(s, deq, nv * 4);
                 differs = j->track != 0 && k_differs(l, s, nv);
             }
             if (differs) {
@@ -887,18 +873,22 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
     const float *v;
 
     /* 1. evaluate and select */
-    if (cand == NULL && cols == 1 && !j->topk) {
-        /* a whole page of single values: vectorised passes over the page */
-        const float *Lp = L + r0;
+    if (cand == NULL && (cols == 1 || j->blk->dense_hint) && !j->topk) {
+        /* a whole page of single values, or of a deep layer's rows (where
+         * every value usually changes): vectorised passes over the page */
+        const float *Lp = L + r0 * cols;
+        size_t nv = n * cols;
         unsigned badv;
-        size_t cnt = k_scan(Lp, S, vals, n, &badv);
+        size_t cnt = k_scan(Lp, S, vals, nv, &badv);
         if (!badv) {
             fast = 1;
             if (j->thr != 0.0f || j->rel != 0.0f)
-                cnt = k_pass(vals, S, n, j->thr, j->rel);
-            if (cnt == n) {
+                cnt = k_pass(vals, S, nv, j->thr, j->rel);
+            if (cnt == nv) {
                 all = 1;
                 nsel = n;
+            } else if (cols > 1) {
+                fast = 0; /* some values stay: rows are judged one by one below */
             } else if (cnt > 0) {
                 /* positions of the nonzero differences, then the thresholds */
                 size_t nz = k_nonzero(vals, n, e->cidx), q;
