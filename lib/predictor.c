@@ -964,6 +964,42 @@ static void teardown(ot_predictor *p)
     p->replay_len = p->replay_cap = 0;
 }
 
+/*
+ * The end of a subscribe: m, loaded from the full copies, becomes the
+ * served model at version v (through the grace period: a model loaded by
+ * ot_predictor_load() may be in use by readers, it is retired as the spare),
+ * with a staging copy for the update thread, which is started.  On failure
+ * m is destroyed and the subscription torn down.
+ */
+static ot_status start_serving(ot_predictor *p, ot_model *m, uint64_t v)
+{
+    ot_status st;
+
+    oti_params_clear_touched(oti_model_params(m));
+    if ((st = ot_model_clone(m, &p->stage)) != OT_OK) {
+        oti_err(p->errmsg, st, "out of memory");
+        goto fail;
+    }
+    publish_model(p, m);
+    m = NULL;
+    set_version(p, v);
+    __atomic_store_n(&p->stop_flag, 0, __ATOMIC_SEQ_CST);
+    p->thread_done = 0;
+    if (pthread_create(&p->thread, NULL, update_thread, p) != 0) {
+        st = oti_err(p->errmsg, OT_ENOMEM, "cannot start the update thread");
+        m = __atomic_exchange_n(&p->current, NULL, __ATOMIC_SEQ_CST);
+        goto fail;
+    }
+    p->thread_started = 1;
+    p->errmsg[0] = '\0';
+    return OT_OK;
+
+fail:
+    ot_model_destroy(m);
+    teardown(p);
+    return st;
+}
+
 static ot_status subscribe_locked(ot_predictor *p, const char *pub_url, const char *req_url)
 {
     oti_tp_opts o;
@@ -971,7 +1007,6 @@ static ot_status subscribe_locked(ot_predictor *p, const char *pub_url, const ch
     ot_model *m = NULL;
     uint64_t v = 0, bytes = 0, fp, deadline;
     ot_status st;
-    int rc;
     uint8_t key[OTI_HMAC_KEY_MAX];
 
     if ((st = ot_model_create(p->cfg, &m)) != OT_OK)
@@ -1014,31 +1049,11 @@ static ot_status subscribe_locked(ot_predictor *p, const char *pub_url, const ch
                              p->errmsg);
     if (st != OT_OK)
         goto fail;
-    if ((st = ot_model_clone(m, &p->stage)) != OT_OK) {
-        oti_err(p->errmsg, st, "out of memory");
-        goto fail;
-    }
-    oti_params_clear_touched(oti_model_params(p->stage));
     oti_stats_add(&p->stats, ST_FULL_COPIES, 1);
     oti_stats_add(&p->stats, ST_BYTES_IN, bytes);
     p->base_version = v;
     p->latest_seen = v;
-    /* Through the grace period: a model loaded by ot_predictor_load() may
-     * be in use by readers (it is retired as the spare). */
-    publish_model(p, m);
-    m = NULL;
-    set_version(p, v);
-    __atomic_store_n(&p->stop_flag, 0, __ATOMIC_SEQ_CST);
-    p->thread_done = 0;
-    rc = pthread_create(&p->thread, NULL, update_thread, p);
-    if (rc != 0) {
-        st = oti_err(p->errmsg, OT_ENOMEM, "cannot start the update thread");
-        m = __atomic_exchange_n(&p->current, NULL, __ATOMIC_SEQ_CST);
-        goto fail;
-    }
-    p->thread_started = 1;
-    p->errmsg[0] = '\0';
-    return OT_OK;
+    return start_serving(p, m, v);
 
 fail:
     ot_model_destroy(m);
@@ -1060,7 +1075,6 @@ static ot_status subscribe_shards_locked(ot_predictor *p, const char *const *pub
     uint64_t fp, deadline, sum = 0;
     uint32_t i, n = p->num_shards;
     ot_status st;
-    int rc;
     uint8_t key[OTI_HMAC_KEY_MAX];
 
     if ((st = ot_model_create(p->cfg, &m)) != OT_OK)
@@ -1124,27 +1138,8 @@ static ot_status subscribe_shards_locked(ot_predictor *p, const char *const *pub
         oti_stats_add(&p->stats, ST_FULL_COPIES, 1);
         oti_stats_add(&p->stats, ST_BYTES_IN, bytes);
     }
-    oti_params_clear_touched(oti_model_params(m));
-    if ((st = ot_model_clone(m, &p->stage)) != OT_OK) {
-        oti_err(p->errmsg, st, "out of memory");
-        goto fail;
-    }
-    oti_params_clear_touched(oti_model_params(p->stage));
     p->cur_shard = UINT32_MAX;
-    publish_model(p, m);
-    m = NULL;
-    set_version(p, sum);
-    __atomic_store_n(&p->stop_flag, 0, __ATOMIC_SEQ_CST);
-    p->thread_done = 0;
-    rc = pthread_create(&p->thread, NULL, update_thread, p);
-    if (rc != 0) {
-        st = oti_err(p->errmsg, OT_ENOMEM, "cannot start the update thread");
-        m = __atomic_exchange_n(&p->current, NULL, __ATOMIC_SEQ_CST);
-        goto fail;
-    }
-    p->thread_started = 1;
-    p->errmsg[0] = '\0';
-    return OT_OK;
+    return start_serving(p, m, sum);
 
 fail:
     ot_model_destroy(m);
