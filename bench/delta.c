@@ -324,6 +324,27 @@ static uint32_t zipf(double s, double n)
     return r < n ? r : (uint32_t)n - 1;
 }
 
+/* After the same touches each: one encode through the touched tracker and
+ * one full scan, timed into mt and mf, their lengths into *len_t, *len_f. */
+static void encode_touched_and_full(ot_delta_encoder *e, oti_params *p, oti_shadow *sh,
+                                    const uint32_t *rows, size_t n, uint8_t *frame, size_t cap,
+                                    meter *mt, meter *mf, size_t *len_t, size_t *len_f)
+{
+    int more;
+
+    touch_rows(p, rows, n, 0.25f);
+    oti_delta_encoder_scan_all(e, 0);
+    start(mt);
+    check(oti_delta_encode_add(e, p, sh, frame, cap, len_t, &more), "encode", "");
+    stop(mt);
+    touch_rows(p, rows, n, 0.25f);
+    oti_delta_encoder_scan_all(e, 1);
+    start(mf);
+    check(oti_delta_encode_add(e, p, sh, frame, cap, len_f, &more), "encode", "");
+    stop(mf);
+    oti_delta_encoder_scan_all(e, 0);
+}
+
 int main(void)
 {
     const size_t bytes = (size_t)ROWS * 4;
@@ -402,23 +423,14 @@ int main(void)
         meter_init(&mf);
         meter_init(&mfl);
         for (rep = 0; rep < 7; rep++) {
-            touch_rows(local, rows, nrows, 0.25f);
-            oti_delta_encoder_scan_all(e, 0);
-            start(&mt);
-            check(oti_delta_encode_add(e, local, sh, frame, cap, &len_t, &more), "encode", "");
-            stop(&mt);
-            touch_rows(local, rows, nrows, 0.25f);
-            oti_delta_encoder_scan_all(e, 1);
-            start(&mf);
-            check(oti_delta_encode_add(e, local, sh, frame, cap, &len_f, &more), "encode", "");
-            stop(&mf);
+            encode_touched_and_full(e, local, sh, rows, nrows, frame, cap, &mt, &mf, &len_t,
+                                    &len_f);
             /* the same rows' reads and writes alone, after the same touches */
             touch_rows(local, rows, nrows, 0.25f);
             start(&mfl);
             floor_encode(local->blocks[0].w, sf, sr, nd, dout, rout);
             stop(&mfl);
         }
-        oti_delta_encoder_scan_all(e, 0);
         ot_delta_peek(frame, len_t, OT_DELTA_FIELD_ENTRIES, &entries);
         printf("bench.delta.encode_touched_1pct_time %.3f ms\n", mt.best * 1e3);
         print_cycles("encode_touched_1pct", &mt, (double)entries, "entry");
@@ -515,19 +527,8 @@ int main(void)
             er[i] = rnd() % erows;
         meter_init(&mt);
         meter_init(&mf);
-        for (rep = 0; rep < 7; rep++) {
-            touch_rows(emb, er, en, 0.25f);
-            oti_delta_encoder_scan_all(e, 0);
-            start(&mt);
-            check(oti_delta_encode_add(e, emb, esh, frame, cap, &len, &more), "encode", "");
-            stop(&mt);
-            touch_rows(emb, er, en, 0.25f);
-            oti_delta_encoder_scan_all(e, 1);
-            start(&mf);
-            check(oti_delta_encode_add(e, emb, esh, frame, cap, &len, &more), "encode", "");
-            stop(&mf);
-        }
-        oti_delta_encoder_scan_all(e, 0);
+        for (rep = 0; rep < 7; rep++)
+            encode_touched_and_full(e, emb, esh, er, en, frame, cap, &mt, &mf, &len, &len);
         printf("bench.delta.encode_touched_1pct_embed%d_time %.3f ms\n", EMBED_DIM, mt.best * 1e3);
         printf("bench.delta.encode_full_scan_embed%d_time %.3f ms\n", EMBED_DIM, mf.best * 1e3);
         printf("bench.delta.encode_touched_vs_full_scan_embed%d %.1f %%\n", EMBED_DIM,
