@@ -24,7 +24,13 @@
  *  tcp.ex<E>.clients<C>.req_per_s  the served requests per second, to set
  *                                  against the baseline (served and echo
  *                                  phases alternate in 4 slices of 500 ms,
- *                                  so both see the same machine load)
+ *                                  so both see the same machine load);
+ *                                  .vs_echo the ratio of the two
+ *  tcp_bin.ex<E>.clients<C>.*      the same with requests in the binary form
+ *                                  (hashed features, ot_predict_client_predict():
+ *                                  the server parses and hashes nothing),
+ *                                  against baseline.echo_bin, a bare echo of
+ *                                  the binary requests' size
  *  full.p99_us / nofull.p99_us     in-process latency (1 thread) of calls
  *                                  that started while a full update was being
  *                                  applied (from its publication until the
@@ -190,6 +196,7 @@ typedef struct worker {
     size_t n;
     size_t calls; /* in-process: calls made (a sample of 1 in 8 is kept) */
     size_t ex_per_req;
+    int binary; /* requests in the binary form (hashed features), not VW text */
     ot_predict_client *client;
     oti_sock *echo;
     size_t echo_bytes;
@@ -224,7 +231,13 @@ static void *tcp_worker(void *arg)
         const char *text = lines + line_off[first];
         size_t len = line_off[first + w->ex_per_req] - line_off[first];
         double t0 = now_us();
-        if (ot_predict_client_predict_text(w->client, text, len, scores, 64, &got, NULL) != OT_OK) {
+        ot_status st;
+        if (w->binary)
+            st = ot_predict_client_predict(w->client, (const ot_example *const *)examples + first,
+                                           w->ex_per_req, scores, NULL);
+        else
+            st = ot_predict_client_predict_text(w->client, text, len, scores, 64, &got, NULL);
+        if (st != OT_OK) {
             fprintf(stderr, "predict: %s\n", ot_predict_client_errmsg(w->client));
             exit(1);
         }
@@ -375,6 +388,81 @@ static void restart_bench(void)
         ot_param_server_destroy(ps[i]);
 }
 
+/*
+ * One TCP case: nc clients sending requests of ex examples (VW text, or the
+ * binary form), alternating with a bare echo of the same sizes.  Prints its
+ * figures; returns 0, or 1 on a setup failure.
+ */
+static int tcp_case(const ot_config *c, ot_predict_server *srv, int binary, int ex, int nc)
+{
+    worker *w = workers(nc), *we = workers(nc);
+    oti_sock *rep = NULL;
+    char err[OTI_ERRMSG_LEN], url[64];
+    oti_tp_opts o;
+    int port = 0, i, r;
+    size_t req_bytes = 12 + (line_off[ex] - line_off[0]), n = 0, ne = 0;
+    const char *tcp = binary ? "tcp_bin" : "tcp", *echo = binary ? "echo_bin" : "echo";
+    double *all = NULL, *alle = NULL;
+
+    if (binary) /* the binary form: 4 bytes and 9 a feature per example */
+        for (i = 0, req_bytes = 12; i < ex; i++)
+            req_bytes += 4 + 9 * ot_example_num_features(examples[i]);
+    for (i = 0; i < nc; i++) {
+        w[i].ex_per_req = (size_t)ex;
+        w[i].binary = binary;
+        if (ot_predict_client_create(c, ot_predict_server_url(srv), &w[i].client) != OT_OK)
+            return 1;
+    }
+    /* the bare baseline with the same sizes and concurrency */
+    echo_reply_bytes = 20 + 4 * (size_t)ex;
+    oti_tp_opts_init(&o);
+    o.contexts = 8;
+    if (oti_sock_create(OTI_SOCK_REP, &o, &rep, err) != OT_OK ||
+        oti_sock_listen(rep, "tcp://127.0.0.1:0", &port, err) != OT_OK ||
+        oti_server_start(rep, echo_handler, NULL, err) != OT_OK)
+        return 1;
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+    for (i = 0; i < nc; i++) {
+        we[i].echo_bytes = req_bytes;
+        if (oti_sock_create(OTI_SOCK_REQ, &o, &we[i].echo, err) != OT_OK ||
+            oti_sock_dial(we[i].echo, url, OTI_DIAL_WAIT, err) != OT_OK)
+            return 1;
+    }
+    phase_ms = PHASE_MS / ROUNDS;
+    for (r = 0; r < ROUNDS; r++) {
+        free(all);
+        free(alle);
+        n = run_phase(tcp_worker, w, nc, &all, NULL);
+        ne = run_phase(echo_worker, we, nc, &alle, NULL);
+    }
+    phase_ms = PHASE_MS;
+    printf("bench.serve.%s.ex%d.clients%d.preds_per_s %.0f preds/s\n", tcp, ex,
+           nc, (double)n * ex / (PHASE_MS / 1e3));
+    printf("bench.serve.%s.ex%d.clients%d.req_per_s %.0f req/s\n", tcp, ex,
+           nc, (double)n / (PHASE_MS / 1e3));
+    printf("bench.serve.%s.ex%d.clients%d.p50_us %.1f us\n", tcp, ex, nc,
+           pct(all, n, 0.5));
+    printf("bench.serve.%s.ex%d.clients%d.p99_us %.1f us\n", tcp, ex, nc,
+           pct(all, n, 0.99));
+    printf("bench.serve.baseline.%s.ex%d.clients%d.req_per_s %.0f req/s\n", echo,
+           ex, nc, (double)ne / (PHASE_MS / 1e3));
+    printf("bench.serve.baseline.%s.ex%d.clients%d.p99_us %.1f us\n", echo, ex,
+           nc, pct(alle, ne, 0.99));
+    printf("bench.serve.%s.ex%d.clients%d.vs_echo %.1f %%\n", tcp, ex, nc,
+           100.0 * (double)n / (double)ne);
+    fflush(stdout);
+    free(all);
+    free(alle);
+    for (i = 0; i < nc; i++) {
+        ot_predict_client_destroy(w[i].client);
+        oti_sock_destroy(we[i].echo);
+    }
+    oti_sock_destroy(rep);
+    free_workers(w, nc);
+    free_workers(we, nc);
+    return 0;
+}
+
 int main(void)
 {
     ot_config *c = cfg_for(20, 0, 1);
@@ -384,7 +472,7 @@ int main(void)
     static const int threads[2] = {1, 2}, exs[3] = {1, 8, 64}, clients[2] = {1, 4};
     double *all, *starts;
     size_t n, k;
-    int ti, ei, ci;
+    int ti, ei, ci, fi;
 
     make_examples();
     if (ot_param_server_create(c, &server) != OT_OK ||
@@ -418,69 +506,11 @@ int main(void)
     /* Served and bare echo phases alternate in ROUNDS slices of
      * PHASE_MS / ROUNDS each, so a change in the machine's load during the
      * run weighs on both alike. */
-    for (ei = 0; ei < 3; ei++) {
-        for (ci = 0; ci < 2; ci++) {
-            worker *w = workers(clients[ci]), *we = workers(clients[ci]);
-            oti_sock *rep = NULL;
-            char err[OTI_ERRMSG_LEN], url[64];
-            oti_tp_opts o;
-            int port = 0, i, r;
-            size_t req_bytes = 12 + (line_off[exs[ei]] - line_off[0]), ne = 0;
-            double *alle = NULL;
-            for (i = 0; i < clients[ci]; i++) {
-                w[i].ex_per_req = (size_t)exs[ei];
-                if (ot_predict_client_create(c, ot_predict_server_url(srv), &w[i].client) != OT_OK)
+    for (fi = 0; fi < 2; fi++)
+        for (ei = 0; ei < 3; ei++)
+            for (ci = 0; ci < 2; ci++)
+                if (tcp_case(c, srv, fi, exs[ei], clients[ci]) != 0)
                     return 1;
-            }
-            /* the bare baseline with the same sizes and concurrency */
-            echo_reply_bytes = 20 + 4 * (size_t)exs[ei];
-            oti_tp_opts_init(&o);
-            o.contexts = 8;
-            if (oti_sock_create(OTI_SOCK_REP, &o, &rep, err) != OT_OK ||
-                oti_sock_listen(rep, "tcp://127.0.0.1:0", &port, err) != OT_OK ||
-                oti_server_start(rep, echo_handler, NULL, err) != OT_OK)
-                return 1;
-            snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
-            for (i = 0; i < clients[ci]; i++) {
-                we[i].echo_bytes = req_bytes;
-                if (oti_sock_create(OTI_SOCK_REQ, &o, &we[i].echo, err) != OT_OK ||
-                    oti_sock_dial(we[i].echo, url, OTI_DIAL_WAIT, err) != OT_OK)
-                    return 1;
-            }
-            phase_ms = PHASE_MS / ROUNDS;
-            all = NULL;
-            n = 0;
-            for (r = 0; r < ROUNDS; r++) {
-                free(all);
-                free(alle);
-                n = run_phase(tcp_worker, w, clients[ci], &all, NULL);
-                ne = run_phase(echo_worker, we, clients[ci], &alle, NULL);
-            }
-            phase_ms = PHASE_MS;
-            printf("bench.serve.tcp.ex%d.clients%d.preds_per_s %.0f preds/s\n", exs[ei],
-                   clients[ci], (double)n * exs[ei] / (PHASE_MS / 1e3));
-            printf("bench.serve.tcp.ex%d.clients%d.req_per_s %.0f req/s\n", exs[ei], clients[ci],
-                   (double)n / (PHASE_MS / 1e3));
-            printf("bench.serve.tcp.ex%d.clients%d.p50_us %.1f us\n", exs[ei], clients[ci],
-                   pct(all, n, 0.5));
-            printf("bench.serve.tcp.ex%d.clients%d.p99_us %.1f us\n", exs[ei], clients[ci],
-                   pct(all, n, 0.99));
-            printf("bench.serve.baseline.echo.ex%d.clients%d.req_per_s %.0f req/s\n", exs[ei],
-                   clients[ci], (double)ne / (PHASE_MS / 1e3));
-            printf("bench.serve.baseline.echo.ex%d.clients%d.p99_us %.1f us\n", exs[ei],
-                   clients[ci], pct(alle, ne, 0.99));
-            fflush(stdout);
-            free(all);
-            free(alle);
-            for (i = 0; i < clients[ci]; i++) {
-                ot_predict_client_destroy(w[i].client);
-                oti_sock_destroy(we[i].echo);
-            }
-            oti_sock_destroy(rep);
-            free_workers(w, clients[ci]);
-            free_workers(we, clients[ci]);
-        }
-    }
     /* p99 while full updates land vs the rest */
     {
         worker *w = workers(1);
