@@ -39,6 +39,7 @@
 #endif
 
 #define PF_AHEAD 48 /* candidate rows prefetched ahead */
+#define ROW_VEC_MIN 8 /* rows of at least this many values take the vectorised kernels */
 #define SEC_HDR_MAX 32u /* varint block, 3 bytes, varints cols/first/count, scale */
 
 #define GROW(e, field, n) \
@@ -693,6 +694,28 @@ static unsigned k_differs(const float *restrict l, const float *restrict s, size
     return any;
 }
 
+/*
+ * eval_row for a row of many values, without a top-k budget (so without
+ * its magnitude): the vectorised kernels, and eval_row itself for a row with
+ * a non-finite value or a difference that overflows.
+ */
+static int eval_row_vec(const job *j, const float *l, const float *s, uint32_t cols, float *v,
+                        int *nz)
+{
+    unsigned bad;
+    size_t cnt = k_scan(l, s, v, cols, &bad);
+    float mag;
+
+    if (bad)
+        return eval_row(j, l, s, cols, v, &mag, nz);
+    *nz = cnt > 0;
+    if (cnt > 0 && (j->thr != 0.0f || j->rel != 0.0f))
+        cnt = k_pass(v, s, cols, j->thr, j->rel);
+    if (j->kind != OTI_KIND_ADD)
+        memcpy(v, l, (size_t)cols * 4);
+    return cnt > 0;
+}
+
 /* ---- sections ----------------------------------------------------------------- */
 
 static inline void keep_row(job *j, uint64_t row)
@@ -824,6 +847,11 @@ static void write_section(job *j, size_t b, int a, int layout, const uint32_t *r
                 uint64_t row = rows[i];
                 float *s = oti_shadow_row_w(j->sh, b, a, row);
                 const float *dv = deq + i * cols;
+                if (j->kind == OTI_KIND_ADD && cols >= ROW_VEC_MIN) {
+                    if (k_advance_check(s, dv, L + row * cols, cols) && j->track != 0)
+                        keep_row(j, row);
+                    continue;
+                }
                 if (j->kind == OTI_KIND_ADD)
                     for (c = 0; c < cols; c++)
                         s[c] = sat_add(s[c], dv[c]);
@@ -944,7 +972,7 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
     if (!fast && !tfast) {
         for (k = 0; k < n; k++) {
             uint64_t row = cand != NULL ? cand[k] : r0 + k;
-            float mag;
+            float mag = 0.0f; /* set by eval_row; the budget alone reads it */
             int nz, rc;
 #if defined(__GNUC__)
             if (cand != NULL && k + 32 < n) {
@@ -952,8 +980,12 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
                 __builtin_prefetch(S + (size_t)(cand[k + 32] - r0) * cols);
             }
 #endif
-            rc = eval_row(j, L + row * cols, S + (size_t)(row - r0) * cols, cols,
-                                  vals + k * cols, &mag, &nz);
+            if (cols >= ROW_VEC_MIN && !j->topk)
+                rc = eval_row_vec(j, L + row * cols, S + (size_t)(row - r0) * cols, cols,
+                                  vals + k * cols, &nz);
+            else
+                rc = eval_row(j, L + row * cols, S + (size_t)(row - r0) * cols, cols,
+                              vals + k * cols, &mag, &nz);
             if (rc < 0) {
                 bad = 1;
                 if (!j->dry)

@@ -2119,6 +2119,59 @@ START_TEST(test_delta_public_errors)
 END_TEST
 
 /* Non-finite model values are held back, counted, and stay touched. */
+/*
+ * Rows of many values go through vectorised kernels; a row with a
+ * non-finite value, or a difference too large for a float, takes the
+ * careful path: the first is held back and counted, the second is sent
+ * clamped.  A deep layer's page with a non-finite value leaves the
+ * whole-page pass for the row-by-row one.
+ */
+START_TEST(test_delta_nonfinite_rows_of_many_values)
+{
+    const bspec bs[] = {{64, 16, 0, 0}, {32, 16, 0, 1}};
+    oti_params *p = tp_new(bs, 2, 1, 2);
+    oti_shadow *sh = shadow_of(p, 0);
+    ot_delta_encoder *e = enc_with(0, 0, 0.0, 0.0, 0, 0, 1 << 20);
+    float *emb = p->blocks[0].w, *lay = p->blocks[1].w;
+    size_t len;
+    int more, c;
+    uint8_t *f;
+
+    emb[3 * 16 + 5] = NAN;         /* row 3: held back */
+    emb[4 * 16 + 7] += 1.0f;       /* row 4: sent */
+    emb[5 * 16 + 0] = FLT_MAX;     /* row 5: the difference overflows */
+    oti_shadow_row_w(sh, 0, 0, 5)[0] = -FLT_MAX;
+    oti_block_touch(&p->blocks[0], 3);
+    oti_block_touch(&p->blocks[0], 4);
+    oti_block_touch(&p->blocks[0], 5);
+    for (c = 0; c < 32 * 16; c++)
+        lay[c] += 0.5f;
+    lay[7 * 16 + 2] = INFINITY;    /* layer row 7: held back, the rest sent */
+    p->blocks[1].all_touched = 1;
+    f = encode_add(e, p, sh, &len, &more);
+    ck_assert_int_eq(ot_delta_check(f, len), OT_OK);
+    ck_assert_uint_eq(ot_delta_encoder_nonfinite(e), 32);
+    for (c = 0; c < 16; c++) {
+        ck_assert(oti_shadow_row(sh, 0, 0, 4)[c] == emb[4 * 16 + c]);
+        ck_assert(oti_shadow_row(sh, 1, 0, 6)[c] == lay[6 * 16 + c]);
+        ck_assert(oti_shadow_row(sh, 1, 0, 8)[c] == lay[8 * 16 + c]);
+    }
+    /* -FLT_MAX + (FLT_MAX - -FLT_MAX clamped to FLT_MAX) = 0: still differs */
+    ck_assert(oti_shadow_row(sh, 0, 0, 5)[0] == 0.0f);
+    /* the NaN row's shadow is untouched */
+    ck_assert(oti_shadow_row(sh, 0, 0, 3)[4] == emb[3 * 16 + 4]);
+    ck_assert(!isnan(oti_shadow_row(sh, 0, 0, 3)[5]));
+    ck_assert(oti_shadow_row(sh, 1, 0, 7)[2] != lay[7 * 16 + 2]);
+    /* rows 3 and 5 stay touched; the layer stays all touched */
+    ck_assert_uint_eq(p->blocks[0].ntouched, 2);
+    ck_assert_int_eq(p->blocks[1].all_touched, 1);
+    free(f);
+    ot_delta_encoder_destroy(e);
+    oti_shadow_destroy(sh);
+    tp_free(p);
+}
+END_TEST
+
 START_TEST(test_delta_nonfinite_held_back)
 {
     const bspec bs[] = {{64, 1, 0, 0}, {4096, 1, 0, 1}};
@@ -2302,6 +2355,7 @@ Suite *suite_delta(void)
     tcase_add_test(tc, test_delta_snapshot_update_shares_pages);
     tcase_add_test(tc, test_delta_public_errors);
     tcase_add_test(tc, test_delta_nonfinite_held_back);
+    tcase_add_test(tc, test_delta_nonfinite_rows_of_many_values);
     tcase_add_test(tc, test_delta_allocator_sized_free);
     tcase_add_test(tc, test_delta_options);
     suite_add_tcase(s, tc);
