@@ -740,9 +740,15 @@ static ALWAYS_INLINE void apply_sparse_run(const tgt *t, const sec *s, rowcur *p
             row += next_gap(&g);
         prefetch_step(t, &ahead);
         x = dst_row(t, s, row);
-        for (c = 0; c < cols; c++) {
-            float val = value_at(venc, v, c, s->scale);
-            x[c] = add ? clampf(x[c] + val) : val;
+        if (cols >= 16 && venc != OTI_ENC_FP16) {
+            /* a long row: the blocked loop that compilers vectorise (fp16's
+             * conversion does not, and was slower that way) */
+            apply_run(x, v, cols, venc, s->scale, add);
+        } else {
+            for (c = 0; c < cols; c++) {
+                float val = value_at(venc, v, c, s->scale);
+                x[c] = add ? clampf(x[c] + val) : val;
+            }
         }
         v += (size_t)cols * (size_t)s->vb;
         if (track)
