@@ -932,7 +932,13 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
         }
     }
     if (cand != NULL && cols == 1 && !j->topk) {
-        /* touched rows of single values: values compacted by selection */
+        /* touched rows of single values: values compacted by selection.
+         * What the loop reads again and again is kept in locals: stores to
+         * sel and vals could alias the job's fields, and reading back the
+         * last selected row from sel chained every row to the one before. */
+        const float thr = j->thr, rel = j->rel;
+        const int add = j->kind == OTI_KIND_ADD;
+        uint32_t prev = 0;
         tfast = 1;
         for (k = 0; k < n; k++) {
             uint32_t row = cand[k];
@@ -958,11 +964,12 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
             }
             if (d == 0.0f)
                 continue;
-            if (ad >= j->thr && ad >= j->rel * fabsf(sv)) {
+            if (ad >= thr && ad >= rel * fabsf(sv)) {
                 if (nsel > 0)
-                    tgaps += oti_varint_len((uint64_t)row - sel[nsel - 1]);
+                    tgaps += oti_varint_len((uint64_t)row - prev);
+                prev = row;
                 sel[nsel] = row;
-                vals[nsel] = j->kind == OTI_KIND_ADD ? d : l;
+                vals[nsel] = add ? d : l;
                 nsel++;
             } else {
                 keep_row(j, row);
