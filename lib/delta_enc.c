@@ -938,6 +938,9 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
          * last selected row from sel chained every row to the one before. */
         const float thr = j->thr, rel = j->rel;
         const int add = j->kind == OTI_KIND_ADD;
+        oti_page *const *pages = sb->pages[a];
+        const unsigned shift = sb->shift;
+        const uint32_t *cend = j->cend;
         uint32_t prev = 0;
         tfast = 1;
         for (k = 0; k < n; k++) {
@@ -945,11 +948,11 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
             float l, sv, d, ad;
 #if defined(__GNUC__)
             /* rows far ahead, across page boundaries: the misses overlap */
-            if (cand + k + PF_AHEAD < j->cend) {
+            if (cand + k + PF_AHEAD < cend) {
                 uint32_t r2 = cand[k + PF_AHEAD];
                 __builtin_prefetch(L + r2);
-                __builtin_prefetch(sb->pages[a][r2 >> sb->shift]->data +
-                                   (r2 & ((UINT32_C(1) << sb->shift) - 1)), 1);
+                __builtin_prefetch(pages[r2 >> shift]->data + (r2 & ((UINT32_C(1) << shift) - 1)),
+                                   1);
             }
 #endif
             l = L[row];
@@ -1165,6 +1168,20 @@ static void abort_block(job *j, size_t b)
         oti_block_touch(j->blk, j->enc->rows[bc->start + k]);
 }
 
+/* The first index in [lo, hi) of the sorted r whose value is at least v
+ * (hi if none). */
+static size_t lower_bound(const uint32_t *r, size_t lo, size_t hi, uint64_t v)
+{
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static void pass_delta(job *j)
 {
     ot_delta_encoder *e = j->enc;
@@ -1190,9 +1207,8 @@ static void pass_delta(job *j)
                 size_t i = 0;
                 j->cend = r + bc->n;
                 while (i < bc->n) {
-                    size_t pg = r[i] >> sb->shift, i2 = i + 1;
-                    while (i2 < bc->n && (r[i2] >> sb->shift) == pg)
-                        i2++;
+                    size_t pg = r[i] >> sb->shift;
+                    size_t i2 = lower_bound(r, i + 1, bc->n, (uint64_t)(pg + 1) << sb->shift);
                     if (do_page(j, b, a, pg, r + i, i2 - i))
                         break;
                     i = i2;
@@ -1215,7 +1231,7 @@ static int unshare_delta(job *j)
         oti_sblock *sb = &j->sh->blocks[b];
         int a;
         for (a = 0; a < OTI_NARRAYS; a++) {
-            size_t i, last = (size_t)-1;
+            size_t i;
             if (!(sb->amask & (1u << a)) || bc->n == 0)
                 continue;
             if (bc->all) {
@@ -1224,11 +1240,13 @@ static int unshare_delta(job *j)
                         return -1;
                 continue;
             }
-            for (i = 0; i < bc->n; i++) {
-                size_t pg = e->rows[bc->start + i] >> sb->shift;
-                if (pg != last && oti_shadow_unshare(j->sh, b, a, pg) != 0)
+            /* the candidates are sorted: one look-up a page */
+            for (i = 0; i < bc->n;) {
+                const uint32_t *r = e->rows + bc->start;
+                size_t pg = r[i] >> sb->shift;
+                if (oti_shadow_unshare(j->sh, b, a, pg) != 0)
                     return -1;
-                last = pg;
+                i = lower_bound(r, i + 1, bc->n, (uint64_t)(pg + 1) << sb->shift);
             }
         }
     }
