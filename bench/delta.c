@@ -12,7 +12,8 @@
  *    scattered memory access sets on this machine);
  *  - the dense encode of a deep layer (256 inputs a row, no tracker),
  *    against memcpy;
- *  - the same for 1% of the rows of an embedding table (64 floats a row);
+ *  - encode time with 1% of the rows of an embedding table (64 floats a
+ *    row) touched, against a full scan;
  *  - decode+apply throughput in entries per second, dense and sparse fp32,
  *    the sparse figure next to a plain loop updating the same rows;
  *  - bytes per entry of a sparse delta per value encoding, on indices drawn
@@ -149,8 +150,8 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* One block of rows x cols weights (wide when cols is 1, else an
- * embedding) with a touched tracker. */
+/* One block of rows x cols weights with a touched tracker: wide when cols
+ * is 1, else a deep layer with dense_hint, an embedding without. */
 static oti_params *params_shape(size_t rows, uint32_t cols, int dense_hint)
 {
     oti_params *p = calloc(1, sizeof(*p));
