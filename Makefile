@@ -235,10 +235,13 @@ check-tsan: deps-dev
 	    ./$(TSAN_BUILD)/tests/runner || exit 1; done
 
 # valgrind follows Check's forked children; a leak or error in any fails the run.
+# --fair-sched: threads take turns, so a thread that spins (the torn-read
+# tests' readers) cannot starve the one it waits for.
 # The "build" tests run compilers and nm, which are not ours to check.
 check-valgrind: all $(TEST_BIN)
 	$(Q)OT_BUILD=$(BUILD) OT_VALGRIND=1 CK_DEFAULT_TIMEOUT=300 CK_EXCLUDE_TAGS="build $(CK_EXCLUDE_TAGS)" \
-	    valgrind -q --trace-children=yes --trace-children-skip='*/sh,*/bash,*/env' \
+	    valgrind -q --fair-sched=yes --suppressions=$(CURDIR)/tests/valgrind.supp \
+	    --trace-children=yes --trace-children-skip='*/sh,*/bash,*/env' \
 	    --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=99 \
 	    ./$(TEST_BIN)
 

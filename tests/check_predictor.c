@@ -27,7 +27,10 @@
 #include "tests.h"
 #include "transport.h"
 
-#define WAIT_MS 20000 /* bound of every wait; a test fails rather than hangs */
+/* Bound of every wait, so that a test fails rather than hangs; longer under
+ * valgrind (make check-valgrind sets OT_VALGRIND), which runs one thread at a
+ * time, many times slower. */
+#define WAIT_MS (getenv("OT_VALGRIND") != NULL ? 60000 : 20000)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -657,17 +660,19 @@ static float *expected_values(const ot_config *cfg, int n, long skip, int dense_
     return e;
 }
 
-/* The torn-read tests publish 1000 updates while 4 threads predict; under
- * valgrind (make check-valgrind sets OT_VALGRIND), which runs one thread at
- * a time, 100, so the memory checks finish within the test timeout. */
-static int updates_to_run(void)
+/* The torn-read tests publish `n` updates while threads predict; under
+ * valgrind, a thirtieth (at least 10), so the memory checks finish within
+ * the waits and the test timeout. */
+static int updates_to_run(int n)
 {
-    return getenv("OT_VALGRIND") != NULL ? 100 : 1000;
+    if (getenv("OT_VALGRIND") == NULL)
+        return n;
+    return n / 30 > 10 ? n / 30 : 10;
 }
 
 START_TEST(test_predictor_no_torn_reads_during_full_updates)
 {
-    const int N = updates_to_run();
+    const int N = updates_to_run(1000);
     ot_config *cfg = make_cfg(4, NULL, 0);
     ot_param_server *ps = start_server(cfg, "inproc");
     ot_predictor *p = subscribe(cfg, ps);
@@ -698,7 +703,7 @@ END_TEST
 
 START_TEST(test_predictor_no_torn_reads_during_realtime_updates)
 {
-    const int N = updates_to_run();
+    const int N = updates_to_run(1000);
     ot_config *cfg = make_cfg(4, NULL, 0);
     ot_param_server *ps = start_server(cfg, "inproc");
     ot_predictor *p = subscribe(cfg, ps);
@@ -728,7 +733,7 @@ END_TEST
 
 START_TEST(test_predictor_realtime_update_of_deep_layers_is_swapped)
 {
-    enum { N = 200 };
+    const int N = updates_to_run(200);
     ot_config *cfg = make_cfg(4, "4", 2);
     ot_param_server *ps = start_server(cfg, "inproc");
     ot_predictor *p = subscribe(cfg, ps);
@@ -749,7 +754,10 @@ START_TEST(test_predictor_realtime_update_of_deep_layers_is_swapped)
     wait_master_version(p, ps);
     readers_finish(&r);
     ck_assert(serves_master(p, ps));
-    ck_assert_double_ge(pstat(p, "rt_updates"), 2);
+    /* Under valgrind the subscriber can fall so far behind that frames are
+     * dropped and the gaps repaired by full copies instead. */
+    if (getenv("OT_VALGRIND") == NULL)
+        ck_assert_double_ge(pstat(p, "rt_updates"), 2);
 
     free(expect);
     ot_predictor_destroy(p);
