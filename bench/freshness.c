@@ -425,40 +425,33 @@ static void run_rounds(bench *b, int rounds, int immediate, uint64_t *rng)
     }
 }
 
+/* Sorts the samples of s and prints "<what>p50_ms", "p99_ms" and "max_ms". */
+static void report_dist(const char *tr, const char *mode, const char *what, lat_set *s)
+{
+    qsort(s->v, s->n, sizeof(*s->v), cmp_double);
+    printf("bench.freshness.%s.%s_%sp50_ms %.3f ms\n", tr, mode, what,
+           percentile(s->v, s->n, 0.50));
+    printf("bench.freshness.%s.%s_%sp99_ms %.3f ms\n", tr, mode, what,
+           percentile(s->v, s->n, 0.99));
+    printf("bench.freshness.%s.%s_%smax_ms %.3f ms\n", tr, mode, what,
+           s->n > 0 ? s->v[s->n - 1] : NAN);
+}
+
 static void report(const char *tr, const char *mode, bench *b)
 {
-    double *v = b->all.v, *c = b->clean.v;
-    size_t n = b->all.n, nc = b->clean.n;
+    double *c = b->clean.v;
+    size_t nc = b->clean.n;
 
-    qsort(v, n, sizeof(*v), cmp_double);
     qsort(c, nc, sizeof(*c), cmp_double);
-    printf("bench.freshness.%s.%s_p50_ms %.3f ms\n", tr, mode, percentile(v, n, 0.50));
-    printf("bench.freshness.%s.%s_p99_ms %.3f ms\n", tr, mode, percentile(v, n, 0.99));
-    printf("bench.freshness.%s.%s_max_ms %.3f ms\n", tr, mode, n > 0 ? v[n - 1] : NAN);
-    printf("bench.freshness.%s.%s_samples %zu count\n", tr, mode, n);
+    report_dist(tr, mode, "", &b->all);
+    printf("bench.freshness.%s.%s_samples %zu count\n", tr, mode, b->all.n);
     printf("bench.freshness.%s.%s_late_values %u count\n", tr, mode, b->late);
     printf("bench.freshness.%s.%s_missed %u count\n", tr, mode, b->missed);
     printf("bench.freshness.%s.%s_rounds_with_full_update %u count\n", tr, mode, b->overlapped);
     printf("bench.freshness.%s.%s_nofull_p99_ms %.3f ms\n", tr, mode, percentile(c, nc, 0.99));
     printf("bench.freshness.%s.%s_nofull_max_ms %.3f ms\n", tr, mode, nc > 0 ? c[nc - 1] : NAN);
-    {
-        double *u = b->to_pub.v, *d = b->to_served.v;
-        size_t nu = b->to_pub.n, nd = b->to_served.n;
-        qsort(u, nu, sizeof(*u), cmp_double);
-        qsort(d, nd, sizeof(*d), cmp_double);
-        printf("bench.freshness.%s.%s_sync_to_publish_p50_ms %.3f ms\n", tr, mode,
-               percentile(u, nu, 0.50));
-        printf("bench.freshness.%s.%s_sync_to_publish_p99_ms %.3f ms\n", tr, mode,
-               percentile(u, nu, 0.99));
-        printf("bench.freshness.%s.%s_sync_to_publish_max_ms %.3f ms\n", tr, mode,
-               nu > 0 ? u[nu - 1] : NAN);
-        printf("bench.freshness.%s.%s_publish_to_served_p50_ms %.3f ms\n", tr, mode,
-               percentile(d, nd, 0.50));
-        printf("bench.freshness.%s.%s_publish_to_served_p99_ms %.3f ms\n", tr, mode,
-               percentile(d, nd, 0.99));
-        printf("bench.freshness.%s.%s_publish_to_served_max_ms %.3f ms\n", tr, mode,
-               nd > 0 ? d[nd - 1] : NAN);
-    }
+    report_dist(tr, mode, "sync_to_publish_", &b->to_pub);
+    report_dist(tr, mode, "publish_to_served_", &b->to_served);
     fflush(stdout);
     b->to_pub.n = b->to_served.n = 0;
     b->all.n = b->clean.n = 0;

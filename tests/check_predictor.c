@@ -931,20 +931,26 @@ typedef struct between_arg {
     ot_status st;
 } between_arg;
 
-static void bump_and_publish(void *arg)
+/* Adds a0 to wide row r0 and a1 to row r1 (-1: the bias), then publishes
+ * (a full update when `full`). */
+static void bump_two_and_publish(between_arg *a, long r0, float a0, long r1, float a1, int full)
 {
-    between_arg *a = arg;
     bump_arg ba;
 
     memset(&ba, 0, sizeof(ba));
     ba.n = 2;
-    ba.row[0] = 3;
-    ba.add[0] = 5.0f;
-    ba.row[1] = -1;
-    ba.add[1] = 2.0f;
+    ba.row[0] = r0;
+    ba.add[0] = a0;
+    ba.row[1] = r1;
+    ba.add[1] = a1;
     a->st = oti_param_server_with_master(a->ps, bump, &ba);
     if (a->st == OT_OK)
-        a->st = ot_param_server_publish(a->ps, 0);
+        a->st = ot_param_server_publish(a->ps, full);
+}
+
+static void bump_and_publish(void *arg)
+{
+    bump_two_and_publish(arg, 3, 5.0f, -1, 2.0f, 0);
 }
 
 /*
@@ -1015,18 +1021,7 @@ END_TEST
  * making a scheduled full update's copy and sending it. */
 static void bump_and_publish_full(void *arg)
 {
-    between_arg *a = arg;
-    bump_arg ba;
-
-    memset(&ba, 0, sizeof(ba));
-    ba.n = 2;
-    ba.row[0] = 5;
-    ba.add[0] = 1.0f;
-    ba.row[1] = 9;
-    ba.add[1] = -1.0f;
-    a->st = oti_param_server_with_master(a->ps, bump, &ba);
-    if (a->st == OT_OK)
-        a->st = ot_param_server_publish(a->ps, 1);
+    bump_two_and_publish(arg, 5, 1.0f, 9, -1.0f, 1);
 }
 
 /*
