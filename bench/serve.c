@@ -36,11 +36,14 @@
  *                                  applied (from its publication until the
  *                                  predictor swapped it in), and of the others,
  *                                  with a full update every 250 ms in that phase
+ *                                  (3 x PHASE_MS long); .vs_nofull their ratio
  *  restart.shards2.bits22.ms       a predictor restarted against 2 shards of a
  *                                  2^22-weight model over tcp://127.0.0.1:
  *                                  from create to its first served prediction
  *                                  (HELLO and a full copy from each shard);
  *                                  best and median of 5
+ *
+ * Arguments name the phases to run (inproc, tcp, full, restart); none: all.
  *
  * Updates: a trainer thread learns 200 examples and syncs every 100 ms; the
  * server publishes real-time updates every 100 ms; a full update is
@@ -60,7 +63,7 @@
 #define ROUNDS 4 /* TCP: served and echo phases alternate in this many slices */
 #define NEX 4096
 #define NFEAT 20
-#define MAXLAT 2000000
+#define MAXLAT 6000000 /* latencies kept per worker: 3 phases of 1 call in 8 */
 
 static double now_us(void)
 {
@@ -463,7 +466,18 @@ static int tcp_case(const ot_config *c, ot_predict_server *srv, int binary, int 
     return 0;
 }
 
-int main(void)
+/* Phases named on the command line run; none named: all. */
+static int want(int argc, char **argv, const char *phase)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], phase) == 0)
+            return 1;
+    return argc < 2;
+}
+
+int main(int argc, char **argv)
 {
     ot_config *c = cfg_for(20, 0, 1);
     ot_trainer *tr = NULL;
@@ -488,7 +502,7 @@ int main(void)
     }
     pthread_create(&up, NULL, updater, tr);
 
-    for (ti = 0; ti < 2; ti++) {
+    for (ti = 0; ti < 2 && want(argc, argv, "inproc"); ti++) {
         worker *w = workers(threads[ti]);
         size_t calls = 0;
         int i;
@@ -506,19 +520,21 @@ int main(void)
     /* Served and bare echo phases alternate in ROUNDS slices of
      * PHASE_MS / ROUNDS each, so a change in the machine's load during the
      * run weighs on both alike. */
-    for (fi = 0; fi < 2; fi++)
+    for (fi = 0; fi < 2 && want(argc, argv, "tcp"); fi++)
         for (ei = 0; ei < 3; ei++)
             for (ci = 0; ci < 2; ci++)
                 if (tcp_case(c, srv, fi, exs[ei], clients[ci]) != 0)
                     return 1;
     /* p99 while full updates land vs the rest */
-    {
+    if (want(argc, argv, "full")) {
         worker *w = workers(1);
         double *in = NULL, *out = NULL;
         size_t nin = 0, nout = 0;
         nwin = 0;
         full_every_ms = 250;
+        phase_ms = 3 * PHASE_MS; /* 24 full updates: a p99 of the calls during them */
         n = run_phase(inproc_worker, w, 1, &all, &starts);
+        phase_ms = PHASE_MS;
         full_every_ms = 10000;
         in = malloc(n * sizeof(double));
         out = malloc(n * sizeof(double));
@@ -536,6 +552,7 @@ int main(void)
         printf("bench.serve.full.p99_us %.2f us\n", pct(in, nin, 0.99));
         printf("bench.serve.full.calls %zu calls\n", nin);
         printf("bench.serve.nofull.p99_us %.2f us\n", pct(out, nout, 0.99));
+        printf("bench.serve.full.vs_nofull %.2f x\n", pct(in, nin, 0.99) / pct(out, nout, 0.99));
         free(in);
         free(out);
         free(all);
@@ -548,7 +565,8 @@ int main(void)
     ot_predictor_destroy(pred);
     ot_trainer_destroy(tr);
     ot_param_server_destroy(server);
-    restart_bench();
+    if (want(argc, argv, "restart"))
+        restart_bench();
     for (k = 0; k < NEX; k++)
         ot_example_destroy(examples[k]);
     free(lines);
