@@ -195,12 +195,15 @@ static void echo_close(echo *e)
 int main(int argc, char **argv)
 {
     static const size_t keys[3] = {100, 10000, 1000000};
-    static const int reps[3] = {200, 100, 7};
-    /* optional, for profiling one case: push [KEYS [SHARDS]] */
+    int reps[3] = {200, 100, 7};
+    /* optional, for profiling one case: push [KEYS [SHARDS [REPS]]] */
     size_t only_keys = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 0;
     uint32_t only_shards = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 0;
     uint32_t nshards;
     int ki;
+
+    if (argc > 3 && atoi(argv[3]) > 0)
+        reps[0] = reps[1] = reps[2] = atoi(argv[3]);
 
     for (nshards = 1; nshards <= 2; nshards++) {
         ot_param_server *ps[2] = {NULL, NULL};
