@@ -63,6 +63,7 @@ void ot_delta_encoder_destroy(ot_delta_encoder *enc)
     FREE_SCRATCH(enc, deq);
     FREE_SCRATCH(enc, mags);
     FREE_SCRATCH(enc, wts);
+    FREE_SCRATCH(enc, edge);
     oti_free(&a, enc, sizeof(*enc));
 }
 

@@ -377,7 +377,10 @@ enum { OTI_KIND_ADD = 1, OTI_KIND_SET = 2, OTI_KIND_FULL = 3, OTI_KIND_CONTROL =
 /* Candidate rows of one block during an encode. */
 typedef struct oti_bcand {
     size_t start, n; /* rows[start .. start+n) when !all */
-    int all;         /* every row (no tracking, all_touched, or scan_all) */
+    int all;         /* every row of the range (no tracking, all_touched, or scan_all):
+                      * rows first .. first+n */
+    uint64_t first;
+    uint64_t r0, r1; /* the block's rows in the encoder's range */
 } oti_bcand;
 
 /* Encoder internals shared with the merge code. */
@@ -396,9 +399,9 @@ struct ot_delta_encoder {
     uint32_t shard, sender;
     uint64_t seq, base_version, new_version;
     uint64_t nonfinite;     /* values held back as non-finite by the last call */
-    /* full updates carry only the rows whose first index lies in
-     * [full_lo, full_hi) (a shard's key range); full_hi 0: every row */
-    uint64_t full_lo, full_hi;
+    /* frames carry only the rows whose first index lies in
+     * [range_lo, range_hi) (a shard's key range); range_hi 0: every row */
+    uint64_t range_lo, range_hi;
     /* full-update cursor */
     int full_active;
     size_t full_block;
@@ -414,6 +417,7 @@ struct ot_delta_encoder {
     float *vals;      size_t vals_cap;   /* a page's values */
     float *outv;      size_t outv_cap;   /* a section's values */
     float *deq;       size_t deq_cap;    /* a section's decoded values */
+    uint32_t *edge;   size_t edge_cap;   /* rows of a page the range cuts */
     float *mags;      size_t mags_cap;   /* top-k magnitudes */
     uint32_t *wts;    size_t wts_cap;    /* top-k weights (cols) */
     char errmsg[OTI_ERRMSG_LEN];
@@ -438,9 +442,11 @@ void oti_frame_header(const ot_delta_encoder *enc, uint8_t *dst, int kind, unsig
 void oti_frame_finish(uint8_t *frame, uint32_t entries, size_t payload_len);
 /* Ignore touched tracking and scan every row (for benchmarks and tests). */
 void oti_delta_encoder_scan_all(ot_delta_encoder *enc, int on);
-/* Limits full updates (FULL chunks) to the rows whose first flat index lies
- * in [lo, hi) (a shard's key range); hi 0: every row (the default). */
-void oti_delta_encoder_full_range(ot_delta_encoder *enc, uint64_t lo, uint64_t hi);
+/* Limits the frames that follow (ADD, SET and FULL chunks) to the rows whose
+ * first flat index lies in [lo, hi) (a shard's key range); hi 0: every row
+ * (the default).  An ADD or SET frame leaves the rows outside the range
+ * touched, for a later frame of their own range. */
+void oti_delta_encoder_range(ot_delta_encoder *enc, uint64_t lo, uint64_t hi);
 
 /* ---- decoder (delta_dec.c) --------------------------------------------- */
 

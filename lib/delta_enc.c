@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "delta.h"
+#include "protocol.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <emmintrin.h>
@@ -239,6 +240,18 @@ static inline unsigned ctz64(uint64_t x)
 #endif
 }
 
+/* The rows [*r0, *r1) of block b in the encoder's range. */
+static void block_range(const ot_delta_encoder *e, const oti_params *p, size_t b, uint64_t *r0,
+                        uint64_t *r1)
+{
+    if (e->range_hi == 0) {
+        *r0 = 0;
+        *r1 = p->blocks[b].rows;
+    } else {
+        oti_shard_rows(p, b, e->range_lo, e->range_hi, r0, r1);
+    }
+}
+
 static ot_status gather(ot_delta_encoder *e, const oti_params *p)
 {
     size_t b, total = 0, maxnt = 0;
@@ -248,16 +261,20 @@ static ot_status gather(ot_delta_encoder *e, const oti_params *p)
     for (b = 0; b < p->nblocks; b++) {
         const oti_block *blk = &p->blocks[b];
         oti_bcand *bc = &e->bc[b];
+        block_range(e, p, b, &bc->r0, &bc->r1);
         if (e->scan_all || blk->touched_bits == NULL || blk->touched_list == NULL ||
             blk->all_touched) {
             bc->all = 1;
             bc->start = 0;
-            bc->n = (size_t)blk->rows;
+            bc->first = bc->r0;
+            bc->n = (size_t)(bc->r1 - bc->r0);
             continue;
         }
         bc->all = 0;
         bc->start = total;
         bc->n = (size_t)(blk->ntouched < blk->rows ? blk->ntouched : blk->rows);
+        if (bc->r1 == bc->r0)
+            bc->n = 0;
         total += bc->n;
         if (bc->n > maxnt)
             maxnt = bc->n;
@@ -271,14 +288,30 @@ static ot_status gather(ot_delta_encoder *e, const oti_params *p)
         if (bc->all || bc->n == 0)
             continue;
         /* sorting costs a few passes over the touched rows, the bitmap walk
-         * one over every word with a hard-to-predict branch on each */
-        if ((uint64_t)bc->n < blk->rows / 64) {
-            memcpy(dst, blk->touched_list, bc->n * sizeof(uint32_t));
-            radix_sort(dst, e->tmp, bc->n, blk->rows - 1);
+         * one over every word of the range with a hard-to-predict branch on
+         * each */
+        if ((uint64_t)bc->n < (bc->r1 - bc->r0) / 64) {
+            size_t i, k = 0;
+            if (bc->r0 == 0 && bc->r1 == blk->rows) {
+                memcpy(dst, blk->touched_list, bc->n * sizeof(uint32_t));
+                k = bc->n;
+            } else {
+                for (i = 0; i < bc->n; i++) {
+                    uint32_t r = blk->touched_list[i];
+                    dst[k] = r;
+                    k += r >= bc->r0 && r < bc->r1;
+                }
+            }
+            radix_sort(dst, e->tmp, k, blk->rows - 1);
+            bc->n = k;
         } else {
-            size_t w, nw = (size_t)((blk->rows + 63) / 64), k = 0;
-            for (w = 0; w < nw && k < bc->n; w++) {
+            size_t w, w1 = (size_t)((bc->r1 + 63) / 64), k = 0;
+            for (w = (size_t)(bc->r0 / 64); w < w1 && k < bc->n; w++) {
                 uint64_t x = blk->touched_bits[w];
+                if (w == bc->r0 / 64)
+                    x &= ~UINT64_C(0) << (bc->r0 & 63);
+                if (w == (bc->r1 - 1) / 64 && (bc->r1 & 63) != 0)
+                    x &= ~(~UINT64_C(0) << (bc->r1 & 63));
                 while (x != 0 && k < bc->n) {
                     dst[k++] = (uint32_t)(w * 64 + ctz64(x));
                     x &= x - 1;
@@ -424,7 +457,7 @@ static ot_status topk_prepare(job *j)
                 continue;
             L = parr(blk, a);
             for (k = 0; k < bc->n; k++) {
-                uint64_t row = bc->all ? k : e->rows[bc->start + k];
+                uint64_t row = bc->all ? bc->first + k : e->rows[bc->start + k];
                 float mag;
                 int nz;
                 if (eval_row(j, L + row * sb->cols, oti_shadow_row(j->sh, b, a, row), sb->cols,
@@ -1119,23 +1152,54 @@ static int do_page(job *j, size_t b, int a, size_t pg, const uint32_t *cand, siz
 
 /* ---- passes ------------------------------------------------------------------------ */
 
+/* Marks touched every row of the block outside [r0, r1) (rows of another
+ * range, which a frame of this range must leave touched). */
+static void touch_outside(oti_block *blk, uint64_t r0, uint64_t r1)
+{
+    uint64_t r;
+
+    for (r = 0; r < r0; r++)
+        oti_block_touch(blk, r);
+    for (r = r1; r < blk->rows; r++)
+        oti_block_touch(blk, r);
+}
+
 static void begin_block(job *j, size_t b)
 {
     oti_block *blk = &j->p->blocks[b];
     const oti_bcand *bc = &j->enc->bc[b];
+    int part = bc->r0 > 0 || bc->r1 < blk->rows; /* the range cuts the block */
     uint64_t i;
 
     j->blk = blk;
     if (blk->touched_bits == NULL || blk->touched_list == NULL)
         j->track = 0;
-    else if (blk->all_touched && bc->all && !j->enc->scan_all)
+    else if (blk->all_touched && bc->all && !j->enc->scan_all && !part)
         j->track = 2;
     else
         j->track = 1;
     if (j->dry || j->track == 0)
         return;
-    /* Clear the tracker; rows that keep a difference are touched again.
-     * Bit by bit costs O(touched); a plain clear is cheaper when many are. */
+    /* Clear the tracker's rows of the range; rows that keep a difference are
+     * touched again.  Bit by bit costs O(touched); a plain clear is cheaper
+     * when many are. */
+    if (part) {
+        size_t k = 0;
+        for (i = 0; i < blk->ntouched; i++) {
+            uint32_t r = blk->touched_list[i];
+            if (r >= bc->r0 && r < bc->r1)
+                blk->touched_bits[r >> 6] &= ~(UINT64_C(1) << (r & 63));
+            else
+                blk->touched_list[k++] = r;
+        }
+        blk->ntouched = k;
+        if (blk->all_touched) {
+            /* every row of the other ranges stays to be scanned */
+            blk->all_touched = 0;
+            touch_outside(blk, bc->r0, bc->r1);
+        }
+        return;
+    }
     if (blk->ntouched * 8 >= (blk->rows + 63) / 64) {
         memset(blk->touched_bits, 0, (size_t)((blk->rows + 63) / 64) * sizeof(uint64_t));
     } else {
@@ -1161,7 +1225,7 @@ static void abort_block(job *j, size_t b)
             j->blk->all_touched = 1;
         else
             for (k = 0; k < bc->n; k++)
-                oti_block_touch(j->blk, k);
+                oti_block_touch(j->blk, bc->first + k);
         return;
     }
     for (k = 0; k < bc->n; k++)
@@ -1198,10 +1262,23 @@ static void pass_delta(job *j)
             if (!(sb->amask & (1u << a)))
                 continue;
             if (bc->all) {
+                uint64_t last = bc->first + bc->n;
                 size_t pg;
-                for (pg = 0; pg < sb->npages; pg++)
-                    if (do_page(j, b, a, pg, NULL, 0))
+                for (pg = (size_t)(bc->first >> sb->shift); pg << sb->shift < last; pg++) {
+                    uint64_t p0 = (uint64_t)pg << sb->shift, p1 = p0 + page_nrows(sb, pg);
+                    const uint32_t *cand = NULL;
+                    size_t nc = 0;
+                    if (p0 < bc->first || p1 > last) {
+                        /* a page the range cuts: its rows of the range */
+                        uint64_t r;
+                        for (r = p0 > bc->first ? p0 : bc->first; r < p1 && r < last; r++)
+                            e->edge[nc++] = (uint32_t)r;
+                        cand = e->edge;
+                        j->cend = cand + nc;
+                    }
+                    if (do_page(j, b, a, pg, cand, nc))
                         break;
+                }
             } else {
                 const uint32_t *r = e->rows + bc->start;
                 size_t i = 0;
@@ -1235,7 +1312,7 @@ static int unshare_delta(job *j)
             if (!(sb->amask & (1u << a)) || bc->n == 0)
                 continue;
             if (bc->all) {
-                for (i = 0; i < sb->npages; i++)
+                for (i = (size_t)(bc->first >> sb->shift); i << sb->shift < bc->first + bc->n; i++)
                     if (oti_shadow_unshare(j->sh, b, a, i) != 0)
                         return -1;
                 continue;
@@ -1276,6 +1353,7 @@ static int pass_full(job *j, int touch_pages)
         oti_block *blk = &j->p->blocks[j->fb];
         uint32_t cols = sb->cols;
         const float *L;
+        uint64_t rlo, rhi;
         if (j->fa < 0 || !(sb->amask & (1u << j->fa))) {
             j->fa = next_array(sb, j->fa);
             if (j->fa >= OTI_NARRAYS) {
@@ -1288,39 +1366,22 @@ static int pass_full(job *j, int touch_pages)
         L = parr(blk, j->fa);
         j->blk = blk;
         j->track = 0;
-        {
-            /* a shard's key range: only rows starting in [full_lo, full_hi) */
-            uint64_t rend = sb->rows;
-            if (e->full_hi != 0) {
-                uint64_t bend = blk->offset + sb->rows * cols;
-                uint64_t r0 = e->full_lo <= blk->offset ? 0
-                              : e->full_lo >= bend     ? sb->rows
-                                                       : (e->full_lo - blk->offset + cols - 1) / cols;
-                rend = e->full_hi <= blk->offset ? 0
-                       : e->full_hi >= bend     ? sb->rows
-                                                : (e->full_hi - blk->offset + cols - 1) / cols;
-                if (j->frow < r0)
-                    j->frow = r0;
-            }
-            if (j->frow >= rend)
-                j->frow = sb->rows;
-        }
+        /* a shard's key range: only its rows */
+        block_range(e, j->p, j->fb, &rlo, &rhi);
+        if (j->frow < rlo)
+            j->frow = rlo;
+        if (j->frow >= rhi)
+            j->frow = sb->rows;
         while (j->frow < sb->rows) {
             size_t pg = (size_t)(j->frow >> sb->shift);
             uint64_t end = ((uint64_t)pg << sb->shift) + page_nrows(sb, pg);
             uint64_t row = j->frow, run;
-            if (e->full_hi != 0) {
-                uint64_t rhi = e->full_hi <= blk->offset ? 0
-                               : e->full_hi >= blk->offset + sb->rows * cols
-                                   ? sb->rows
-                                   : (e->full_hi - blk->offset + cols - 1) / cols;
-                if (rhi <= row) {
-                    j->frow = sb->rows;
-                    continue;
-                }
-                if (end > rhi)
-                    end = rhi;
+            if (rhi <= row) {
+                j->frow = sb->rows;
+                continue;
             }
+            if (end > rhi)
+                end = rhi;
             size_t avail, hs, fit;
             /* skip non-finite rows; a run of finite rows up to the page end */
             while (row < end) {
@@ -1454,7 +1515,8 @@ static ot_status prepare_scratch(ot_delta_encoder *e, const oti_shadow *sh)
             maxr = (size_t)rpp;
     }
     if (GROW(e, vals, maxf) != 0 || GROW(e, outv, maxf) != 0 || GROW(e, deq, maxf) != 0 ||
-        GROW(e, sel, maxr) != 0 || GROW(e, cidx, maxr) != 0)
+        GROW(e, sel, maxr) != 0 || GROW(e, cidx, maxr) != 0 ||
+        (e->range_hi != 0 && GROW(e, edge, maxr) != 0))
         return OT_ENOMEM;
     return OT_OK;
 }
@@ -1584,11 +1646,11 @@ ot_status oti_delta_encode_set(ot_delta_encoder *enc, oti_params *p, oti_shadow 
     return run_encode(enc, p, sh, full ? OTI_KIND_FULL : OTI_KIND_SET, dst, cap, len, more);
 }
 
-void oti_delta_encoder_full_range(ot_delta_encoder *enc, uint64_t lo, uint64_t hi)
+void oti_delta_encoder_range(ot_delta_encoder *enc, uint64_t lo, uint64_t hi)
 {
     if (enc != NULL) {
-        enc->full_lo = hi != 0 ? lo : 0;
-        enc->full_hi = hi;
+        enc->range_lo = hi != 0 ? lo : 0;
+        enc->range_hi = hi;
     }
 }
 

@@ -1346,7 +1346,7 @@ ot_status ot_param_server_create(const ot_config *cfg, ot_param_server **out)
     ot_delta_encoder_set_ids(ps->full_enc, ps->shard, 0);
     ot_delta_decoder_set_shard(ps->dec, ps->shard, ps->lo, ps->hi);
     if (ps->num_shards > 1) /* full copies and full updates carry this shard's range */
-        oti_delta_encoder_full_range(ps->full_enc, ps->lo, ps->hi);
+        oti_delta_encoder_range(ps->full_enc, ps->lo, ps->hi);
     {
         /* Restores from checkpoint_dir when it is set (docs/durability.md). */
         const oti_dur_hooks h = {ps, dur_restored, dur_replay, dur_capture};

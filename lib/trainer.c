@@ -14,8 +14,10 @@
  * Costs per sync: frames are encoded into buffers kept across syncs, sent on
  * a request object kept across syncs, and replies are read in place.  A
  * delta over max_message goes as several frames, each encoded while the
- * previous one is in flight (send_pending).  A sharded trainer splits its
- * delta in one pass, copying sections (oti_shard_split, lib/shard.c).
+ * previous one is in flight (send_pending).  A sharded trainer encodes one
+ * frame per shard from the shard's key range, each sent as soon as it is
+ * encoded, or (when values depend on the whole delta) splits one delta in
+ * one pass, copying sections (oti_shard_split, lib/shard.c): sync_shards.
  *
  * A trainer is externally synchronized: one thread at a time.
  *
@@ -77,6 +79,7 @@ typedef struct tshard {
     uint64_t version;  /* the shard's master version seen */
     uint64_t lo, hi;   /* its key range */
     int pending;       /* its part (the trainer's outs[i]) was sent, without a reply */
+    int left;          /* by range: rows of its range still to encode this sync */
     ot_status st;      /* the last request's status */
     int busy;          /* a request in flight, or to send */
 } tshard;
@@ -111,6 +114,7 @@ struct ot_trainer {
     tshard *sh;              /* num_shards entries */
     oti_split_buf *outs;     /* num_shards per-shard frames, buffers kept across syncs */
     uint64_t *bounds;        /* num_shards + 1 key-range bounds */
+    int by_range;            /* sharded: encode each shard's range (sync_shards) */
     uint64_t *bases;         /* num_shards base versions for a split */
     uint32_t nconn;          /* shards connected so far */
     ot_model *staging;       /* full copies of the shards connected so far */
@@ -203,6 +207,10 @@ ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out)
             st = oti_err(tr->errmsg, OT_ENOMEM, "out of memory");
             goto fail;
         }
+        /* A frame per range carries the same values as a split of one
+         * frame when each value is encoded on its own (sync_shards). */
+        tr->by_range = tr->enc->max_entries == 0 && tr->enc->encoding != OTI_ENC_INT8 &&
+                       !tr->enc->stochastic;
     }
     *out = tr;
     return OT_OK;
@@ -799,26 +807,55 @@ static ot_status send_pending(ot_trainer *tr, int *more)
     return OT_OK;
 }
 
+/* By range: encodes shard i's next frame into outs[i] from its key range. */
+static ot_status encode_range(ot_trainer *tr, uint32_t i)
+{
+    tshard *t = &tr->sh[i];
+    oti_split_buf *o = &tr->outs[i];
+    ot_status st;
+    int more = 0;
+
+    oti_delta_encoder_range(tr->enc, t->lo, t->hi);
+    ot_delta_encoder_set_ids(tr->enc, i, tr->trainer_id);
+    ot_delta_encoder_set_versions(tr->enc, t->version, 0);
+    st = encode_into(tr, &o->data, &o->cap, &o->len, &more);
+    oti_delta_encoder_range(tr->enc, 0, 0);
+    if (st == OT_OK) {
+        t->left = more;
+        t->pending = 1;
+    }
+    return st;
+}
+
 /*
  * Sharded: sends every shard's pending part at once (one request each, in
  * flight together), resending the ones that time out; applies each reply.
- * Returns the first error in shard order; shards that succeeded keep their
- * progress.
+ * With by_range, a shard with nothing pending and rows left gets its next
+ * frame encoded first, and its request starts before the next shard's frame
+ * is encoded, so one shard's server applies while the trainer encodes for
+ * the next.  Returns the first error in shard order; shards that succeeded
+ * keep their progress.
  */
-static ot_status send_pending_shards(ot_trainer *tr)
+static ot_status send_pending_shards(ot_trainer *tr, int by_range)
 {
     uint32_t i, n = tr->num_shards;
     int64_t attempt;
     ot_status first = OT_OK;
 
     for (i = 0; i < n; i++) {
-        tr->sh[i].busy = tr->sh[i].pending;
+        tr->sh[i].busy = 0;
         tr->sh[i].st = OT_OK;
     }
     for (attempt = 0;; attempt++) {
         int again = 0;
         for (i = 0; i < n; i++) {
             tshard *t = &tr->sh[i];
+            if (attempt == 0) {
+                /* after an encoding error, only what is pending goes */
+                if (by_range && !t->pending && t->left && first == OT_OK)
+                    first = encode_range(tr, i);
+                t->busy = t->pending;
+            }
             if (!t->busy)
                 continue;
             t->st = oti_request_start(t->req, tr->outs[i].data, tr->outs[i].len, tr->timeout_ms);
@@ -869,13 +906,30 @@ static ot_status send_pending_shards(ot_trainer *tr)
     return first;
 }
 
+/*
+ * Sharded sync.  By range: rounds of one frame per shard with rows left
+ * (pending parts first), until every range is encoded.  Otherwise (a top-k
+ * budget, int8 or stochastic rounding, whose values depend on the whole
+ * delta): one frame of the whole delta, split by range.
+ */
 static ot_status sync_shards(ot_trainer *tr)
 {
     ot_status st = OT_OK;
     int more = 1;
+    uint32_t i;
 
+    if (tr->by_range) {
+        for (i = 0; i < tr->num_shards; i++)
+            tr->sh[i].left = 1;
+        while (more && st == OT_OK) {
+            st = send_pending_shards(tr, 1);
+            more = 0;
+            for (i = 0; i < tr->num_shards; i++)
+                more |= tr->sh[i].left | tr->sh[i].pending;
+        }
+        return st;
+    }
     while (more) {
-        uint32_t i;
         int pend = 0;
         more = 0;
         for (i = 0; i < tr->num_shards; i++)
@@ -903,7 +957,7 @@ static ot_status sync_shards(ot_trainer *tr)
         } else {
             more = 1; /* after the pending parts, send what is left */
         }
-        if ((st = send_pending_shards(tr)) != OT_OK)
+        if ((st = send_pending_shards(tr, 0)) != OT_OK)
             break;
     }
     return st;

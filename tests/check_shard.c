@@ -526,6 +526,179 @@ static void split_for(const char *opt, const char *enc)
     ot_config_destroy(c);
 }
 
+/* A model trained on a few examples from `base` (every block touched). */
+static ot_model *trained_model(ot_config *c, ot_model **base)
+{
+    ot_model *m = NULL;
+    int i;
+
+    ck_assert_int_eq(ot_model_create(c, &m), OT_OK);
+    ck_assert_int_eq(ot_model_clone(m, base), OT_OK);
+    oti_params_clear_touched(oti_model_params(m));
+    for (i = 0; i < 40; i++) {
+        ot_example *ex = make_ex("split", i);
+        ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
+        ot_example_destroy(ex);
+    }
+    return m;
+}
+
+/* Encodes local - snap restricted to [lo, hi) (hi 0: everything), applies
+ * it to `into` (checking its rows are in the range when `check`); returns
+ * its entries. */
+static uint64_t encode_range_into(ot_delta_encoder *e, ot_model *local, ot_snapshot **snap,
+                                  ot_model *into, uint32_t shard, uint64_t lo, uint64_t hi,
+                                  int check)
+{
+    ot_delta_decoder *dec = NULL;
+    ot_buf *b = NULL;
+    uint64_t entries = 0, v = 0;
+    int more = 1;
+
+    ck_assert_int_eq(ot_delta_decoder_create(NULL, &dec), OT_OK);
+    if (check)
+        ck_assert_int_eq(ot_delta_decoder_set_shard(dec, shard, lo, hi), OT_OK);
+    oti_delta_encoder_range(e, lo, hi);
+    ck_assert_int_eq(ot_delta_encoder_set_ids(e, shard, 9), OT_OK);
+    ck_assert_int_eq(ot_delta_encode_buf(e, local, snap, &b, &more), OT_OK);
+    ck_assert_int_eq(more, 0);
+    ck_assert_int_eq(ot_delta_peek(ot_buf_data(b), ot_buf_size(b), OT_DELTA_FIELD_SHARD, &v),
+                     OT_OK);
+    ck_assert_uint_eq(v, shard);
+    ck_assert_int_eq(ot_delta_peek(ot_buf_data(b), ot_buf_size(b), OT_DELTA_FIELD_ENTRIES,
+                                   &entries),
+                     OT_OK);
+    ck_assert_msg(ot_delta_apply(dec, into, ot_buf_data(b), ot_buf_size(b)) == OT_OK,
+                  "range [%llu, %llu): %s", (unsigned long long)lo, (unsigned long long)hi,
+                  ot_delta_decoder_errmsg(dec));
+    oti_delta_encoder_range(e, 0, 0);
+    ot_buf_release(b);
+    ot_delta_decoder_destroy(dec);
+    return entries;
+}
+
+/* Whether any block of m has a row touched (or all of them). */
+static int any_touched(const ot_model *m)
+{
+    const oti_params *p = oti_model_params_c(m);
+    size_t i;
+
+    for (i = 0; i < p->nblocks; i++)
+        if (p->blocks[i].ntouched > 0 || p->blocks[i].all_touched)
+            return 1;
+    return 0;
+}
+
+/*
+ * Frames encoded from each key range in turn (as a sharded trainer does)
+ * carry, together, exactly the frame of the whole delta: applied to the
+ * base they give its result bit for bit, each holds only rows of its range,
+ * and a second frame afterwards sends what rounding left, as after the
+ * whole delta.  For 1 to 4 shards, bounds inside blocks and rows, with the
+ * trackers as training left them, with every block marked all-touched (a
+ * trainer after a refused frame), and with the ranges in reverse order (a
+ * frame of one range leaves the other ranges' rows touched).
+ */
+static void ranges_add_up(const char *enc)
+{
+    ot_config *c = shard_cfg(0, 1, "sgd", enc);
+    ot_model *base = NULL, *m = trained_model(c, &base), *whole = NULL;
+    const oti_params *p = oti_model_params_c(base);
+    ot_delta_encoder *e = NULL;
+    ot_snapshot *snap = NULL;
+    uint64_t bounds[MAX_SHARDS + 2];
+    uint32_t n, i;
+    int variant;
+
+    ck_assert_int_eq(ot_delta_encoder_create(c, &e), OT_OK);
+    {
+        ot_model *l = NULL;
+        ck_assert_int_eq(ot_model_clone(m, &l), OT_OK);
+        ck_assert_int_eq(ot_model_clone(base, &whole), OT_OK);
+        ck_assert_int_eq(ot_snapshot_create(c, base, 0, &snap), OT_OK);
+        ck_assert_uint_gt(encode_range_into(e, l, &snap, whole, 0, 0, 0, 0), 0);
+        /* what rounding left in local - snapshot (rows kept touched) */
+        (void)encode_range_into(e, l, &snap, whole, 0, 0, 0, 0);
+        ot_snapshot_release(snap);
+        ot_model_destroy(l);
+    }
+    for (variant = 0; variant < 3; variant++) {
+        for (n = 1; n <= MAX_SHARDS + 1; n++) {
+            ot_model *l = NULL, *parts = NULL;
+            uint64_t got = 0;
+            int check = n <= MAX_SHARDS; /* n = MAX_SHARDS + 1: odd bounds */
+            if (check) {
+                for (i = 0; i < n; i++)
+                    ck_assert_int_eq(oti_shard_range(p, i, n, &bounds[i], &bounds[i + 1]),
+                                     OT_OK);
+            } else {
+                /* inside the wide block, inside an embedding row, and
+                 * inside the last deep layer */
+                size_t b = 0;
+                while (b < p->nblocks && p->blocks[b].cols == 1)
+                    b++;
+                ck_assert_uint_lt(b, p->nblocks);
+                n = 4;
+                bounds[0] = 0;
+                bounds[1] = 7;
+                bounds[2] = p->blocks[b].offset + 1;
+                bounds[3] = p->total - 2;
+                bounds[4] = p->total;
+                ck_assert(bounds[1] < bounds[2] && bounds[2] < bounds[3]);
+            }
+            ck_assert_int_eq(ot_model_clone(m, &l), OT_OK);
+            ck_assert_int_eq(ot_model_clone(base, &parts), OT_OK);
+            ck_assert_int_eq(ot_snapshot_create(c, base, 0, &snap), OT_OK);
+            if (variant == 1) {
+                /* only the flag says which rows changed */
+                oti_params *lp = oti_model_params(l);
+                oti_params_clear_touched(lp);
+                for (i = 0; i < lp->nblocks; i++)
+                    if (lp->blocks[i].touched_bits != NULL)
+                        lp->blocks[i].all_touched = 1;
+            }
+            for (i = 0; i < n; i++) {
+                /* variant 2: the ranges in reverse order */
+                uint32_t r = variant == 2 ? n - 1 - i : i;
+                got += encode_range_into(e, l, &snap, parts, r, bounds[r], bounds[r + 1], check);
+                if (i == 0 && n > 1)
+                    ck_assert(any_touched(l)); /* the other ranges' rows */
+            }
+            /* the second frame: what rounding left, as after the whole delta
+             * (entry counts may differ: a page the range cuts may take
+             * another layout, and a dense section counts unchanged rows) */
+            ck_assert_uint_gt(got, 0);
+            (void)encode_range_into(e, l, &snap, parts, 0, 0, 0, 0);
+            ck_assert_msg(same_bits(whole, parts),
+                          "%s, variant %d, %u ranges: the frames do not add up to the whole "
+                          "delta",
+                          enc, variant, (unsigned)n);
+            ot_snapshot_release(snap);
+            ot_model_destroy(l);
+            ot_model_destroy(parts);
+            if (!check)
+                break;
+        }
+    }
+    ot_delta_encoder_destroy(e);
+    ot_model_destroy(whole);
+    ot_model_destroy(base);
+    ot_model_destroy(m);
+    ot_config_destroy(c);
+}
+
+START_TEST(test_shard_range_frames_add_up_fp32)
+{
+    ranges_add_up("fp32");
+}
+END_TEST
+
+START_TEST(test_shard_range_frames_add_up_bf16)
+{
+    ranges_add_up("bf16");
+}
+END_TEST
+
 START_TEST(test_shard_split_adds_up_fp32)
 {
     split_for("sgd", "fp32");
@@ -754,7 +927,7 @@ START_TEST(test_shard_full_chunks_are_whole_frames)
                 ck_assert_int_eq(ot_delta_encoder_create(ec, &enc), OT_OK);
                 ck_assert_int_eq(ot_snapshot_create(ec, m, 0, &snap), OT_OK);
                 if (n > 1)
-                    oti_delta_encoder_full_range(enc, lo, hi);
+                    oti_delta_encoder_range(enc, lo, hi);
                 while (more) {
                     ot_buf *b = NULL;
                     uint64_t fl = 0, flags = 0;
@@ -798,6 +971,8 @@ Suite *suite_shard(void)
     tcase_add_test(tc, test_shard_bit_identity_sgd_fp32);
     tcase_add_test(tc, test_shard_bit_identity_adagrad_int8);
     tcase_add_test(tc, test_shard_layout_mismatch_refused);
+    tcase_add_test(tc, test_shard_range_frames_add_up_fp32);
+    tcase_add_test(tc, test_shard_range_frames_add_up_bf16);
     tcase_add_test(tc, test_shard_predictor_follows_every_shard);
     tcase_add_test(tc, test_shard_split_adds_up_fp32);
     tcase_add_test(tc, test_shard_split_adds_up_adagrad_int8);
