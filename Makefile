@@ -239,7 +239,7 @@ check-tsan: deps-dev
 # tests' readers) cannot starve the one it waits for.
 # The "build" tests run compilers and nm, which are not ours to check.
 check-valgrind: all $(TEST_BIN)
-	$(Q)OT_BUILD=$(BUILD) OT_VALGRIND=1 CK_DEFAULT_TIMEOUT=300 CK_EXCLUDE_TAGS="build $(CK_EXCLUDE_TAGS)" \
+	$(Q)OT_BUILD=$(BUILD) OT_VALGRIND=1 CK_DEFAULT_TIMEOUT=300 CK_TIMEOUT_MULTIPLIER=5 CK_EXCLUDE_TAGS="build $(CK_EXCLUDE_TAGS)" \
 	    valgrind -q --fair-sched=yes --suppressions=$(CURDIR)/tests/valgrind.supp \
 	    --trace-children=yes --trace-children-skip='*/sh,*/bash,*/env' \
 	    --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=99 \

@@ -1184,13 +1184,33 @@ static void begin_block(job *j, size_t b)
      * touched again.  Bit by bit costs O(touched); a plain clear is cheaper
      * when many are. */
     if (part) {
+        uint64_t w0 = bc->r0 / 64, w1 = (bc->r1 + 63) / 64, span = bc->r1 - bc->r0;
+        uint64_t *bits = blk->touched_bits;
         size_t k = 0;
-        for (i = 0; i < blk->ntouched; i++) {
-            uint32_t r = blk->touched_list[i];
-            if (r >= bc->r0 && r < bc->r1)
-                blk->touched_bits[r >> 6] &= ~(UINT64_C(1) << (r & 63));
-            else
-                blk->touched_list[k++] = r;
+        if (blk->ntouched * 8 >= w1 - w0) {
+            /* many: the range's bits at once, then the list without its
+             * rows, without branches (which rows are in it is random) */
+            for (i = w0; i < w1; i++) {
+                uint64_t m = ~UINT64_C(0);
+                if (i == w0)
+                    m &= ~UINT64_C(0) << (bc->r0 & 63);
+                if (i == w1 - 1 && (bc->r1 & 63) != 0)
+                    m &= ~(~UINT64_C(0) << (bc->r1 & 63));
+                bits[i] &= ~m;
+            }
+            for (i = 0; i < blk->ntouched; i++) {
+                uint32_t r = blk->touched_list[i];
+                blk->touched_list[k] = r;
+                k += (uint64_t)r - bc->r0 >= span;
+            }
+        } else {
+            for (i = 0; i < blk->ntouched; i++) {
+                uint32_t r = blk->touched_list[i];
+                if ((uint64_t)r - bc->r0 < span)
+                    bits[r >> 6] &= ~(UINT64_C(1) << (r & 63));
+                else
+                    blk->touched_list[k++] = r;
+            }
         }
         blk->ntouched = k;
         if (blk->all_touched) {

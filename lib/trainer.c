@@ -109,12 +109,14 @@ struct ot_trainer {
     int pending;
     uint8_t *nbuf;           /* single shard: the next frame, encoded while one is in flight */
     size_t ncap;
+    uint32_t piece, npieces; /* single shard: the key range being encoded (encode_piece) */
     oti_request *req;        /* single shard: the sync request, reused */
     /* sharded (num_shards > 1): one connection per shard, in shard order */
     tshard *sh;              /* num_shards entries */
     oti_split_buf *outs;     /* num_shards per-shard frames, buffers kept across syncs */
     uint64_t *bounds;        /* num_shards + 1 key-range bounds */
-    int by_range;            /* sharded: encode each shard's range (sync_shards) */
+    int by_range;            /* values encoded one by one: frames by key range (sync_shards,
+                              * encode_piece) */
     uint64_t *bases;         /* num_shards base versions for a split */
     uint32_t nconn;          /* shards connected so far */
     ot_model *staging;       /* full copies of the shards connected so far */
@@ -207,11 +209,11 @@ ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out)
             st = oti_err(tr->errmsg, OT_ENOMEM, "out of memory");
             goto fail;
         }
-        /* A frame per range carries the same values as a split of one
-         * frame when each value is encoded on its own (sync_shards). */
-        tr->by_range = tr->enc->max_entries == 0 && tr->enc->encoding != OTI_ENC_INT8 &&
-                       !tr->enc->stochastic;
     }
+    /* A frame per key range carries the same values as one frame of the
+     * whole delta when each value is encoded on its own. */
+    tr->by_range = tr->enc->max_entries == 0 && tr->enc->encoding != OTI_ENC_INT8 &&
+                   !tr->enc->stochastic;
     *out = tr;
     return OT_OK;
 
@@ -680,6 +682,7 @@ static void take_back(ot_trainer *tr, const uint8_t *d, size_t len)
     for (b = 0; b < p->nblocks; b++)
         if (p->blocks[b].touched_bits != NULL)
             p->blocks[b].all_touched = 1;
+    tr->piece = 0; /* single shard: every piece again, its rows included */
 }
 
 /* Encodes the next ADD frame of local - snapshot into *buf (*cap bytes),
@@ -712,6 +715,54 @@ static ot_status encode_into(ot_trainer *tr, uint8_t **buf, size_t *cap, size_t 
 static ot_status encode_delta(ot_trainer *tr, size_t *len, int *more)
 {
     return encode_into(tr, &tr->ebuf, &tr->ecap, len, more);
+}
+
+/*
+ * Single shard: a large delta goes as frames of consecutive key ranges
+ * ("pieces" of about PIECE_ROWS touched rows), so that send_pending encodes
+ * each piece while the one before is in flight: the server applies one
+ * while the trainer encodes the next.  Only when values are encoded one by
+ * one (by_range), so the frames carry the values one frame would.
+ */
+#define PIECE_ROWS 131072
+#define MAX_PIECES 16
+
+static uint32_t pieces_for(const ot_trainer *tr)
+{
+    const oti_params *p = oti_model_params_c(tr->local);
+    uint64_t rows = 0, n;
+    size_t b;
+
+    if (!tr->by_range)
+        return 1;
+    for (b = 0; b < p->nblocks; b++) {
+        const oti_block *blk = &p->blocks[b];
+        rows += blk->touched_bits == NULL || blk->all_touched ? blk->rows : blk->ntouched;
+    }
+    n = rows / PIECE_ROWS;
+    return n < 1 ? 1 : n > MAX_PIECES ? MAX_PIECES : (uint32_t)n;
+}
+
+/* Encodes the next frame of the current piece; *more: rows are left in it,
+ * or pieces after it. */
+static ot_status encode_piece(ot_trainer *tr, uint8_t **buf, size_t *cap, size_t *len, int *more)
+{
+    const oti_params *p = oti_model_params_c(tr->local);
+    uint64_t lo = 0, hi = 0;
+    ot_status st;
+    int left = 0;
+
+    if (tr->npieces > 1 && oti_shard_range(p, tr->piece, tr->npieces, &lo, &hi) != OT_OK)
+        lo = hi = 0; /* an empty range: the whole delta in one */
+    oti_delta_encoder_range(tr->enc, lo, hi);
+    st = encode_into(tr, buf, cap, len, &left);
+    oti_delta_encoder_range(tr->enc, 0, 0);
+    if (st != OT_OK)
+        return st;
+    if (!left)
+        tr->piece = hi == 0 ? tr->npieces : tr->piece + 1;
+    *more = left || tr->piece < tr->npieces;
+    return OT_OK;
 }
 
 /* Whether a sync reply says resync (or is not a sync acknowledgement). */
@@ -752,7 +803,7 @@ static ot_status send_pending(ot_trainer *tr, int *more)
         if (st == OT_OK && *more && !have_next) {
             int more2 = 0;
             ot_delta_encoder_set_versions(tr->enc, tr->version, 0);
-            if (encode_into(tr, &tr->nbuf, &tr->ncap, &nlen, &more2) == OT_OK) {
+            if (encode_piece(tr, &tr->nbuf, &tr->ncap, &nlen, &more2) == OT_OK) {
                 have_next = 1;
                 *more = more2;
             }
@@ -993,13 +1044,15 @@ ot_status ot_trainer_sync(ot_trainer *tr)
     t0 = mono_ms();
     tr->since_sync = 0;
     tr->last_sync = t0;
+    tr->piece = 0;
+    tr->npieces = pieces_for(tr);
     /* A frame left pending by an earlier sync goes first, then what is left
      * (more = 1); send_pending may leave the next frame pending. */
     while (more || tr->pending) {
         if (!tr->pending) {
             more = 0;
             ot_delta_encoder_set_versions(tr->enc, tr->version, 0);
-            if ((st = encode_delta(tr, &tr->plen, &more)) != OT_OK)
+            if ((st = encode_piece(tr, &tr->ebuf, &tr->ecap, &tr->plen, &more)) != OT_OK)
                 break;
             tr->pending = 1;
         }

@@ -527,19 +527,25 @@ static void split_for(const char *opt, const char *enc)
 }
 
 /* A model trained on a few examples from `base` (every block touched). */
-static ot_model *trained_model(ot_config *c, ot_model **base)
+static void learn_model(ot_model *m, int from, int n)
 {
-    ot_model *m = NULL;
     int i;
 
-    ck_assert_int_eq(ot_model_create(c, &m), OT_OK);
-    ck_assert_int_eq(ot_model_clone(m, base), OT_OK);
-    oti_params_clear_touched(oti_model_params(m));
-    for (i = 0; i < 40; i++) {
+    for (i = from; i < from + n; i++) {
         ot_example *ex = make_ex("split", i);
         ck_assert_int_eq(ot_model_learn(m, ex, NULL), OT_OK);
         ot_example_destroy(ex);
     }
+}
+
+static ot_model *trained_model(ot_config *c, ot_model **base)
+{
+    ot_model *m = NULL;
+
+    ck_assert_int_eq(ot_model_create(c, &m), OT_OK);
+    ck_assert_int_eq(ot_model_clone(m, base), OT_OK);
+    oti_params_clear_touched(oti_model_params(m));
+    learn_model(m, 0, 40);
     return m;
 }
 
@@ -599,25 +605,32 @@ static int any_touched(const ot_model *m)
  * trainer after a refused frame), and with the ranges in reverse order (a
  * frame of one range leaves the other ranges' rows touched).
  */
-static void ranges_add_up(const char *enc)
+static void ranges_add_up(const char *enc, int bits)
 {
     ot_config *c = shard_cfg(0, 1, "sgd", enc);
-    ot_model *base = NULL, *m = trained_model(c, &base), *whole = NULL;
-    const oti_params *p = oti_model_params_c(base);
+    ot_model *base = NULL, *m, *whole = NULL;
+    const oti_params *p;
     ot_delta_encoder *e = NULL;
     ot_snapshot *snap = NULL;
     uint64_t bounds[MAX_SHARDS + 2];
     uint32_t n, i;
     int variant;
 
+    /* bits 22: few touched rows in a large block, cleared one by one */
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, bits), OT_OK);
+    m = trained_model(c, &base);
+    p = oti_model_params_c(base);
     ck_assert_int_eq(ot_delta_encoder_create(c, &e), OT_OK);
     {
+        /* two rounds with learning between them, then what rounding left
+         * in local - snapshot (rows kept touched) */
         ot_model *l = NULL;
         ck_assert_int_eq(ot_model_clone(m, &l), OT_OK);
         ck_assert_int_eq(ot_model_clone(base, &whole), OT_OK);
         ck_assert_int_eq(ot_snapshot_create(c, base, 0, &snap), OT_OK);
         ck_assert_uint_gt(encode_range_into(e, l, &snap, whole, 0, 0, 0, 0), 0);
-        /* what rounding left in local - snapshot (rows kept touched) */
+        learn_model(l, 40, 20);
+        ck_assert_uint_gt(encode_range_into(e, l, &snap, whole, 0, 0, 0, 0), 0);
         (void)encode_range_into(e, l, &snap, whole, 0, 0, 0, 0);
         ot_snapshot_release(snap);
         ot_model_destroy(l);
@@ -625,8 +638,7 @@ static void ranges_add_up(const char *enc)
     for (variant = 0; variant < 3; variant++) {
         for (n = 1; n <= MAX_SHARDS + 1; n++) {
             ot_model *l = NULL, *parts = NULL;
-            uint64_t got = 0;
-            int check = n <= MAX_SHARDS; /* n = MAX_SHARDS + 1: odd bounds */
+            int check = n <= MAX_SHARDS, round; /* n = MAX_SHARDS + 1: odd bounds */
             if (check) {
                 for (i = 0; i < n; i++)
                     ck_assert_int_eq(oti_shard_range(p, i, n, &bounds[i], &bounds[i + 1]),
@@ -657,17 +669,23 @@ static void ranges_add_up(const char *enc)
                     if (lp->blocks[i].touched_bits != NULL)
                         lp->blocks[i].all_touched = 1;
             }
-            for (i = 0; i < n; i++) {
-                /* variant 2: the ranges in reverse order */
-                uint32_t r = variant == 2 ? n - 1 - i : i;
-                got += encode_range_into(e, l, &snap, parts, r, bounds[r], bounds[r + 1], check);
-                if (i == 0 && n > 1)
-                    ck_assert(any_touched(l)); /* the other ranges' rows */
+            for (round = 0; round < 2; round++) {
+                uint64_t got = 0;
+                if (round == 1)
+                    learn_model(l, 40, 20);
+                for (i = 0; i < n; i++) {
+                    /* variant 2: the ranges in reverse order */
+                    uint32_t r = variant == 2 ? n - 1 - i : i;
+                    got += encode_range_into(e, l, &snap, parts, r, bounds[r], bounds[r + 1],
+                                             check);
+                    if (i == 0 && n > 1)
+                        ck_assert(any_touched(l)); /* the other ranges' rows */
+                }
+                ck_assert_uint_gt(got, 0);
             }
-            /* the second frame: what rounding left, as after the whole delta
-             * (entry counts may differ: a page the range cuts may take
-             * another layout, and a dense section counts unchanged rows) */
-            ck_assert_uint_gt(got, 0);
+            /* what rounding left, as after the whole deltas (entry counts may
+             * differ: a page the range cuts may take another layout, and a
+             * dense section counts unchanged rows) */
             (void)encode_range_into(e, l, &snap, parts, 0, 0, 0, 0);
             ck_assert_msg(same_bits(whole, parts),
                           "%s, variant %d, %u ranges: the frames do not add up to the whole "
@@ -689,13 +707,14 @@ static void ranges_add_up(const char *enc)
 
 START_TEST(test_shard_range_frames_add_up_fp32)
 {
-    ranges_add_up("fp32");
+    ranges_add_up("fp32", 10);
+    ranges_add_up("fp32", 22);
 }
 END_TEST
 
 START_TEST(test_shard_range_frames_add_up_bf16)
 {
-    ranges_add_up("bf16");
+    ranges_add_up("bf16", 10);
 }
 END_TEST
 
