@@ -29,7 +29,7 @@
  *
  * The changed weights are written into the trainer's local model directly
  * (a strided set of K rows, each +0.01), so the figure measures the sync
- * (encode, split, send, apply at the server, reply), not learning.  The
+ * (encode, send, apply at the server, reply), not learning.  The
  * servers run in this process.
  */
 #include <stdio.h>
