@@ -1136,7 +1136,8 @@ OT_API ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out);
  * order (shard 0's URL first); each call connects the next shard and loads
  * its key range (docs/deployment.md).  The trainer syncs only once every
  * shard is connected (before that ot_trainer_sync() gives OT_ESTATE); each
- * sync splits the delta by key range and talks to all shards at once.
+ * sync sends every shard the delta's rows of its key range, all shards at
+ * once.
  * @return OT_OK, OT_ETIMEDOUT, OT_EMISMATCH (the server's model has another
  *         shape, or it is not the expected shard of num_shards: the message
  *         says which), OT_ESTATE (already connected to every shard).
@@ -1172,7 +1173,9 @@ OT_API ot_status ot_trainer_learn_batch(ot_trainer *tr, const ot_example *const 
 
 /**
  * Sends the delta (local - snapshot) to the server and applies the
- * aggregated update it returns.  A request that times out is resent with
+ * aggregated update it returns.  A large delta goes as several frames, each
+ * encoded while the one before is in flight (docs/roles.md, "Learn and
+ * sync").  A request that times out is resent with
  * the same sequence number (sync_retries times), so the server applies it
  * once; after that the delta stays pending and the next sync resends it.
  * A durable server (docs/durability.md) answers OT_EIO when it could not
