@@ -717,6 +717,19 @@ static ot_status encode_delta(ot_trainer *tr, size_t *len, int *more)
     return encode_into(tr, &tr->ebuf, &tr->ecap, len, more);
 }
 
+/* encode_into() limited to the rows whose first index lies in [lo, hi)
+ * (hi 0: every row); the rows outside stay touched for a later frame. */
+static ot_status encode_range_into(ot_trainer *tr, uint64_t lo, uint64_t hi, uint8_t **buf,
+                                   size_t *cap, size_t *len, int *more)
+{
+    ot_status st;
+
+    oti_delta_encoder_range(tr->enc, lo, hi);
+    st = encode_into(tr, buf, cap, len, more);
+    oti_delta_encoder_range(tr->enc, 0, 0);
+    return st;
+}
+
 /*
  * Single shard: a large delta goes as frames of consecutive key ranges
  * ("pieces" of about PIECE_ROWS touched rows), so that send_pending encodes
@@ -754,10 +767,7 @@ static ot_status encode_piece(ot_trainer *tr, uint8_t **buf, size_t *cap, size_t
 
     if (tr->npieces > 1 && oti_shard_range(p, tr->piece, tr->npieces, &lo, &hi) != OT_OK)
         lo = hi = 0; /* an empty range: the whole delta in one */
-    oti_delta_encoder_range(tr->enc, lo, hi);
-    st = encode_into(tr, buf, cap, len, &left);
-    oti_delta_encoder_range(tr->enc, 0, 0);
-    if (st != OT_OK)
+    if ((st = encode_range_into(tr, lo, hi, buf, cap, len, &left)) != OT_OK)
         return st;
     if (!left)
         tr->piece = hi == 0 ? tr->npieces : tr->piece + 1;
@@ -859,18 +869,16 @@ static ot_status send_pending(ot_trainer *tr, int *more)
 }
 
 /* By range: encodes shard i's next frame into outs[i] from its key range. */
-static ot_status encode_range(ot_trainer *tr, uint32_t i)
+static ot_status encode_shard(ot_trainer *tr, uint32_t i)
 {
     tshard *t = &tr->sh[i];
     oti_split_buf *o = &tr->outs[i];
     ot_status st;
     int more = 0;
 
-    oti_delta_encoder_range(tr->enc, t->lo, t->hi);
     ot_delta_encoder_set_ids(tr->enc, i, tr->trainer_id);
     ot_delta_encoder_set_versions(tr->enc, t->version, 0);
-    st = encode_into(tr, &o->data, &o->cap, &o->len, &more);
-    oti_delta_encoder_range(tr->enc, 0, 0);
+    st = encode_range_into(tr, t->lo, t->hi, &o->data, &o->cap, &o->len, &more);
     if (st == OT_OK) {
         t->left = more;
         t->pending = 1;
@@ -904,7 +912,7 @@ static ot_status send_pending_shards(ot_trainer *tr, int by_range)
             if (attempt == 0) {
                 /* after an encoding error, only what is pending goes */
                 if (by_range && !t->pending && t->left && first == OT_OK)
-                    first = encode_range(tr, i);
+                    first = encode_shard(tr, i);
                 t->busy = t->pending;
             }
             if (!t->busy)

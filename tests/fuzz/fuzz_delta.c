@@ -7,8 +7,9 @@
  * to the params, apply to a shadow, merge with itself and with a valid
  * frame.  When the first byte is odd the checksum is recomputed first, so the
  * fuzzer gets past it and explores the payload parser.  After applying, the
- * encoder runs on the result and its frame must validate (the encoder's
- * output is checked too).  Any crash, sanitizer report, leak or abort is a
+ * encoder runs on the result, first limited to a key range taken from the
+ * input, then whole, and its frames must validate (the encoder's output is
+ * checked too).  Any crash, sanitizer report, leak or abort is a
  * finding.
  *
  * Build: `make fuzz` (clang -fsanitize=fuzzer,address,undefined); seeds in
@@ -118,6 +119,37 @@ static void encode_and_check(ot_delta_encoder *e, ot_delta_decoder *d, oti_param
         abort();
 }
 
+/* An ADD frame limited to a key range taken from the input's last bytes
+ * must hold only rows that start in it (a decoder of that range takes it);
+ * the rows outside stay for the frame encode_and_check() makes next. */
+static void encode_range_and_check(ot_delta_encoder *e, oti_params *p, oti_shadow *sh,
+                                   const uint8_t *data, size_t size)
+{
+    ot_delta_decoder *rd = NULL;
+    uint8_t buf[8192];
+    size_t len = 0;
+    uint64_t lo, hi;
+    int more = 0;
+    ot_status st;
+    oti_frame f;
+
+    if (size < 3)
+        return;
+    lo = data[size - 2] * p->total / 256;
+    hi = lo + 1 + data[size - 3] * (p->total - lo) / 256;
+    if (ot_delta_decoder_create(NULL, &rd) != OT_OK ||
+        ot_delta_decoder_set_shard(rd, 0, lo, hi) != OT_OK)
+        abort();
+    oti_delta_encoder_range(e, lo, hi);
+    st = oti_delta_encode_add(e, p, sh, buf, sizeof(buf), &len, &more);
+    oti_delta_encoder_range(e, 0, 0);
+    if (st == OT_OK && oti_delta_validate_params(rd, p, buf, len, &f) != OT_OK)
+        abort();
+    if (st != OT_OK && st != OT_ENOSPC && st != OT_ETOOBIG)
+        abort();
+    ot_delta_decoder_destroy(rd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -160,6 +192,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* a valid frame: the shadow takes it too, then the encoder sends
          * the difference, which must validate */
         (void)oti_delta_apply_shadow(d, sh, buf, size);
+        encode_range_and_check(e, p, sh, data, size);
         encode_and_check(e, any, p, sh, 0);
         encode_and_check(e, any, p, sh, 1);
         /* merging a frame with itself doubles it */
