@@ -507,38 +507,6 @@ START_TEST(test_roles_large_sync_goes_in_pieces)
 }
 END_TEST
 
-/*
- * The first piece's reply says resync (the server keeps no change log and
- * another trainer synced first): the piece encoded meanwhile is taken back,
- * and the sync still sends every piece after the resync.
- */
-START_TEST(test_roles_large_sync_resyncs_between_pieces)
-{
-    ot_config *cfg = base_cfg(20, "");
-    ot_param_server *ps;
-    ot_trainer *a, *b;
-    ot_model *m;
-
-    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
-    ps = start_server(cfg, "inproc", 0);
-    a = connect_trainer(cfg, 1, ps);
-    b = connect_trainer(cfg, 2, ps);
-    touch_wide_rows(a, 3, 1000, 0.25f);
-    tu_sync_ok(a);
-    touch_wide_rows(b, 0, 2, 0.01f);
-    tu_sync_ok(b); /* b's base is 0, the log keeps nothing: resync */
-    ck_assert_double_ge(tu_stat_tr(b, "resyncs"), 1);
-    ck_assert_double_ge(tu_stat_tr(b, "deltas_out"), 4);
-    m = tu_master_copy(ps);
-    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(b)), 1e-6);
-    ot_model_destroy(m);
-    ot_trainer_destroy(a);
-    ot_trainer_destroy(b);
-    stop_server(ps);
-    ot_config_destroy(cfg);
-}
-END_TEST
-
 START_TEST(test_roles_slow_reply_applied_once)
 {
     ot_config *cfg = base_cfg(10, "");
@@ -666,17 +634,34 @@ START_TEST(test_roles_update_excludes_own_and_is_small)
 }
 END_TEST
 
-START_TEST(test_roles_lagging_trainer_resyncs)
+/* A server that keeps no change log, and trainers 1 and 2 connected to it:
+ * a sync whose base is behind the master's version gets resync. */
+static ot_param_server *no_log_server(ot_config *cfg, ot_trainer **a, ot_trainer **b)
 {
-    ot_config *cfg = base_cfg(10, "4");
     ot_param_server *ps;
-    ot_trainer *a, *b;
-    ot_model *m;
 
     ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
     ps = start_server(cfg, "inproc", 0);
-    a = connect_trainer(cfg, 1, ps);
-    b = connect_trainer(cfg, 2, ps);
+    *a = connect_trainer(cfg, 1, ps);
+    *b = connect_trainer(cfg, 2, ps);
+    return ps;
+}
+
+static void stop_pair(ot_param_server *ps, ot_trainer *a, ot_trainer *b, ot_config *cfg)
+{
+    ot_trainer_destroy(a);
+    ot_trainer_destroy(b);
+    stop_server(ps);
+    ot_config_destroy(cfg);
+}
+
+START_TEST(test_roles_lagging_trainer_resyncs)
+{
+    ot_config *cfg = base_cfg(10, "4");
+    ot_trainer *a, *b;
+    ot_param_server *ps = no_log_server(cfg, &a, &b);
+    ot_model *m;
+
     tu_learn_n(a, NULL, "lead", 20);
     tu_sync_ok(a);
     tu_learn_n(a, NULL, "lead2", 20);
@@ -693,10 +678,32 @@ START_TEST(test_roles_lagging_trainer_resyncs)
     ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(a)), 1e-5);
     ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(b)), 1e-5);
     ot_model_destroy(m);
-    ot_trainer_destroy(a);
-    ot_trainer_destroy(b);
-    stop_server(ps);
-    ot_config_destroy(cfg);
+    stop_pair(ps, a, b, cfg);
+}
+END_TEST
+
+/*
+ * The first piece's reply says resync (the server keeps no change log and
+ * another trainer synced first): the piece encoded meanwhile is taken back,
+ * and the sync still sends every piece after the resync.
+ */
+START_TEST(test_roles_large_sync_resyncs_between_pieces)
+{
+    ot_config *cfg = base_cfg(20, "");
+    ot_trainer *a, *b;
+    ot_param_server *ps = no_log_server(cfg, &a, &b);
+    ot_model *m;
+
+    touch_wide_rows(a, 3, 1000, 0.25f);
+    tu_sync_ok(a);
+    touch_wide_rows(b, 0, 2, 0.01f);
+    tu_sync_ok(b); /* b's base is 0, the log keeps nothing: resync */
+    ck_assert_double_ge(tu_stat_tr(b, "resyncs"), 1);
+    ck_assert_double_ge(tu_stat_tr(b, "deltas_out"), 4);
+    m = tu_master_copy(ps);
+    ck_assert_double_lt(tu_max_diff(m, ot_trainer_model(b)), 1e-6);
+    ot_model_destroy(m);
+    stop_pair(ps, a, b, cfg);
 }
 END_TEST
 
