@@ -750,6 +750,11 @@ static uint32_t pieces_for(const ot_trainer *tr)
         return 1;
     for (b = 0; b < p->nblocks; b++) {
         const oti_block *blk = &p->blocks[b];
+        /* A large block marked all-touched (after a frame was taken back)
+         * is scanned whole at once: in pieces its rows outside the first
+         * would be marked touched one by one. */
+        if (blk->touched_bits != NULL && blk->all_touched && blk->rows >= PIECE_ROWS)
+            return 1;
         rows += blk->touched_bits == NULL || blk->all_touched ? blk->rows : blk->ntouched;
     }
     n = rows / PIECE_ROWS;
