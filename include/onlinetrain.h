@@ -239,7 +239,8 @@ typedef enum ot_option {
     OT_OPT_HMAC_KEY = 327,            /**< "hmac_key": shared key, in hex, authenticating every message (default "": off). */
     OT_OPT_MAX_DELTA_ENTRIES = 328,   /**< "max_delta_entries": most values a server accepts in one ADD frame (default 16777216). */
     OT_OPT_MAX_PREDICT_BATCH = 329,   /**< "max_predict_batch": most examples in one prediction request (default 4096). */
-    OT_OPT_MAX_CONNECTIONS = 330      /**< "max_connections": connections each of a role's sockets holds at once; more are closed and counted (default 1024; 0: no limit). */
+    OT_OPT_MAX_CONNECTIONS = 330,     /**< "max_connections": connections each of a role's sockets holds at once; more are closed and counted (default 1024; 0: no limit). */
+    OT_OPT_SYNC_PIECE_ROWS = 331      /**< "sync_piece_rows": touched rows a frame of a large sync carries, about; each frame is encoded while the one before is in flight (default 131072; 0: one frame a shard, cut only by max_message). */
 } ot_option;
 
 /** Creates a config holding every option at its default.  @p out receives it. */

@@ -136,6 +136,8 @@ static const option_def option_table[] = {
         "most examples a predictor accepts in one prediction request"),
     I64(OT_OPT_MAX_CONNECTIONS, "max_connections", 1024, 0, 65536,
         "connections each of a role's sockets holds at once; more are closed at once and counted (0: no limit)"),
+    I64(OT_OPT_SYNC_PIECE_ROWS, "sync_piece_rows", 131072, 0, INT64_C(1) << 32,
+        "touched rows a frame of a large sync carries, about (0: one frame a shard, cut only by max_message)"),
 };
 
 #define NOPT (sizeof(option_table) / sizeof(option_table[0]))

@@ -79,9 +79,13 @@ typedef struct tshard {
     uint64_t version;  /* the shard's master version seen */
     uint64_t lo, hi;   /* its key range */
     int pending;       /* its part (the trainer's outs[i]) was sent, without a reply */
-    int left;          /* by range: rows of its range still to encode this sync */
     ot_status st;      /* the last request's status */
     int busy;          /* a request in flight, or to send */
+    /* by range (sync_by_range) */
+    int left;          /* rows of its range still to encode this sync */
+    int has_next;      /* the trainer's outs[num_shards + i] holds its next frame */
+    uint32_t piece, npieces; /* the piece of its range being encoded */
+    int64_t attempts;  /* resends of the frame in flight */
 } tshard;
 
 struct ot_trainer {
@@ -110,10 +114,12 @@ struct ot_trainer {
     uint8_t *nbuf;           /* single shard: the next frame, encoded while one is in flight */
     size_t ncap;
     uint32_t piece, npieces; /* single shard: the key range being encoded (encode_piece) */
+    uint64_t piece_rows;     /* sync_piece_rows */
     oti_request *req;        /* single shard: the sync request, reused */
     /* sharded (num_shards > 1): one connection per shard, in shard order */
     tshard *sh;              /* num_shards entries */
-    oti_split_buf *outs;     /* num_shards per-shard frames, buffers kept across syncs */
+    oti_split_buf *outs;     /* per-shard frames, buffers kept across syncs: num_shards
+                              * sent, then num_shards encoded ahead (by range) */
     uint64_t *bounds;        /* num_shards + 1 key-range bounds */
     int by_range;            /* values encoded one by one: frames by key range (sync_shards,
                               * encode_piece) */
@@ -177,6 +183,7 @@ ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out)
         return st;
     }
     tr->trainer_id = (uint32_t)oti_cfg_i64(tr->cfg, OT_OPT_TRAINER_ID);
+    tr->piece_rows = (uint64_t)oti_cfg_i64(tr->cfg, OT_OPT_SYNC_PIECE_ROWS);
     tr->shard = (uint32_t)oti_cfg_i64(tr->cfg, OT_OPT_SHARD_ID);
     tr->num_shards = (uint32_t)oti_cfg_i64(tr->cfg, OT_OPT_NUM_SHARDS);
     tr->sync_every = (uint64_t)oti_cfg_i64(tr->cfg, OT_OPT_SYNC_EVERY_EXAMPLES);
@@ -202,7 +209,7 @@ ot_status ot_trainer_create(const ot_config *cfg, ot_trainer **out)
     ot_delta_encoder_set_ids(tr->enc, tr->shard, tr->trainer_id);
     if (tr->num_shards > 1) {
         tr->sh = oti_calloc(&a, tr->num_shards, sizeof(*tr->sh));
-        tr->outs = oti_calloc(&a, tr->num_shards, sizeof(*tr->outs));
+        tr->outs = oti_calloc(&a, 2 * (size_t)tr->num_shards, sizeof(*tr->outs));
         tr->bounds = oti_calloc(&a, (size_t)tr->num_shards + 1, sizeof(*tr->bounds));
         tr->bases = oti_calloc(&a, tr->num_shards, sizeof(*tr->bases));
         if (tr->sh == NULL || tr->outs == NULL || tr->bounds == NULL || tr->bases == NULL) {
@@ -239,9 +246,9 @@ void ot_trainer_destroy(ot_trainer *tr)
     }
     if (tr->outs != NULL) {
         uint32_t i;
-        for (i = 0; i < tr->num_shards; i++)
+        for (i = 0; i < 2 * tr->num_shards; i++)
             oti_free(&a, tr->outs[i].data, tr->outs[i].cap);
-        oti_free(&a, tr->outs, tr->num_shards * sizeof(*tr->outs));
+        oti_free(&a, tr->outs, 2 * (size_t)tr->num_shards * sizeof(*tr->outs));
     }
     oti_free(&a, tr->bounds, ((size_t)tr->num_shards + 1) * sizeof(*tr->bounds));
     oti_free(&a, tr->bases, tr->num_shards * sizeof(*tr->bases));
@@ -731,34 +738,51 @@ static ot_status encode_range_into(ot_trainer *tr, uint64_t lo, uint64_t hi, uin
 }
 
 /*
- * Single shard: a large delta goes as frames of consecutive key ranges
- * ("pieces" of about PIECE_ROWS touched rows), so that send_pending encodes
- * each piece while the one before is in flight: the server applies one
- * while the trainer encodes the next.  Only when values are encoded one by
- * one (by_range), so the frames carry the values one frame would.
+ * A large delta goes as frames of consecutive key ranges ("pieces" of about
+ * sync_piece_rows touched rows), so that each piece is encoded while the one
+ * before is in flight: the server applies one while the trainer encodes the
+ * next (send_pending; sync_by_range for shards).  Only when values are
+ * encoded one by one (by_range), so the frames carry the values one frame
+ * would.  Each piece costs a round trip: on links of long round trips, a
+ * large sync_piece_rows (or 0) keeps the frames few.
  */
-#define PIECE_ROWS 131072
 #define MAX_PIECES 16
+
+/* The pieces for `rows` touched rows. */
+static uint32_t pieces_of(const ot_trainer *tr, uint64_t rows)
+{
+    uint64_t n = tr->piece_rows > 0 ? rows / tr->piece_rows : 1;
+
+    return n < 1 ? 1 : n > MAX_PIECES ? MAX_PIECES : (uint32_t)n;
+}
+
+/* The touched rows of the local model (every row of untracked or
+ * all-touched blocks) into *rows; 0 when the delta goes better in one frame
+ * a range: a large block marked all-touched (after a frame was taken back)
+ * is scanned whole at once, where in pieces its rows outside the first
+ * would be marked touched one by one. */
+static int touched_rows(const ot_trainer *tr, uint64_t *rows)
+{
+    const oti_params *p = oti_model_params_c(tr->local);
+    size_t b;
+
+    *rows = 0;
+    if (!tr->by_range)
+        return 0;
+    for (b = 0; b < p->nblocks; b++) {
+        const oti_block *blk = &p->blocks[b];
+        if (blk->touched_bits != NULL && blk->all_touched && blk->rows >= tr->piece_rows)
+            return 0;
+        *rows += blk->touched_bits == NULL || blk->all_touched ? blk->rows : blk->ntouched;
+    }
+    return 1;
+}
 
 static uint32_t pieces_for(const ot_trainer *tr)
 {
-    const oti_params *p = oti_model_params_c(tr->local);
-    uint64_t rows = 0, n;
-    size_t b;
+    uint64_t rows;
 
-    if (!tr->by_range)
-        return 1;
-    for (b = 0; b < p->nblocks; b++) {
-        const oti_block *blk = &p->blocks[b];
-        /* A large block marked all-touched (after a frame was taken back)
-         * is scanned whole at once: in pieces its rows outside the first
-         * would be marked touched one by one. */
-        if (blk->touched_bits != NULL && blk->all_touched && blk->rows >= PIECE_ROWS)
-            return 1;
-        rows += blk->touched_bits == NULL || blk->all_touched ? blk->rows : blk->ntouched;
-    }
-    n = rows / PIECE_ROWS;
-    return n < 1 ? 1 : n > MAX_PIECES ? MAX_PIECES : (uint32_t)n;
+    return touched_rows(tr, &rows) ? pieces_of(tr, rows) : 1;
 }
 
 /* Encodes the next frame of the current piece; *more: rows are left in it,
@@ -873,53 +897,198 @@ static ot_status send_pending(ot_trainer *tr, int *more)
     return OT_OK;
 }
 
-/* By range: encodes shard i's next frame into outs[i] from its key range. */
-static ot_status encode_shard(ot_trainer *tr, uint32_t i)
+/*
+ * By range: encodes shard i's next frame into *o, the rows of the current
+ * piece of its key range (the range cut into npieces equal spans of flat
+ * index; a row goes with its first index).
+ */
+static ot_status encode_shard(ot_trainer *tr, uint32_t i, oti_split_buf *o)
 {
     tshard *t = &tr->sh[i];
-    oti_split_buf *o = &tr->outs[i];
+    uint64_t lo = t->lo, hi = t->hi, span = t->hi - t->lo;
     ot_status st;
     int more = 0;
 
+    if (t->npieces > 1) {
+        lo = t->lo + span / t->npieces * t->piece;
+        if (t->piece + 1 < t->npieces)
+            hi = lo + span / t->npieces;
+    }
     ot_delta_encoder_set_ids(tr->enc, i, tr->trainer_id);
     ot_delta_encoder_set_versions(tr->enc, t->version, 0);
-    st = encode_range_into(tr, t->lo, t->hi, &o->data, &o->cap, &o->len, &more);
-    if (st == OT_OK) {
-        t->left = more;
-        t->pending = 1;
+    if ((st = encode_range_into(tr, lo, hi, &o->data, &o->cap, &o->len, &more)) != OT_OK)
+        return st;
+    if (!more)
+        t->piece++;
+    t->left = more || t->piece < t->npieces;
+    return OT_OK;
+}
+
+/* By range: starts shard i's pending frame, encoding it first from the next
+ * piece when nothing is pending and rows are left (not after an error). */
+static void start_shard(ot_trainer *tr, uint32_t i, ot_status *first)
+{
+    tshard *t = &tr->sh[i];
+
+    if (!t->pending && t->left && *first == OT_OK) {
+        ot_status st = encode_shard(tr, i, &tr->outs[i]);
+        if (st != OT_OK)
+            *first = st;
+        else
+            t->pending = 1;
     }
-    return st;
+    if (t->pending) {
+        t->busy = 1;
+        t->st = oti_request_start(t->req, tr->outs[i].data, tr->outs[i].len, tr->timeout_ms);
+    }
+}
+
+/* By range: takes back shard i's frame encoded ahead, if any. */
+static void drop_next(ot_trainer *tr, uint32_t i)
+{
+    tshard *t = &tr->sh[i];
+    oti_split_buf *nx = &tr->outs[tr->num_shards + i];
+
+    if (t->has_next)
+        take_back(tr, nx->data, nx->len);
+    t->has_next = 0;
 }
 
 /*
- * Sharded: sends every shard's pending part at once (one request each, in
- * flight together), resending the ones that time out; applies each reply.
- * With by_range, a shard with nothing pending and rows left gets its next
- * frame encoded first, and its request starts before the next shard's frame
- * is encoded, so one shard's server applies while the trainer encodes for
- * the next.  Returns the first error in shard order; shards that succeeded
+ * By range: waits for shard i's request and handles its reply as
+ * send_pending does for one server: resends on a timeout (sync_retries
+ * times), takes back what a shard refuses, and on success starts the frame
+ * encoded ahead (its base version written now), or the next piece.
+ */
+static void finish_shard(ot_trainer *tr, uint32_t i, ot_status *first)
+{
+    tshard *t = &tr->sh[i];
+    oti_split_buf *o = &tr->outs[i], *nx = &tr->outs[tr->num_shards + i];
+    const uint8_t *rd = NULL;
+    size_t rlen = 0;
+    ot_status st = t->st;
+
+    if (st == OT_OK)
+        st = oti_request_wait(t->req);
+    if (st != OT_OK && transient(st) && t->attempts < tr->retries) {
+        t->attempts++;
+        count(tr, S_RETRIES, 1);
+        t->st = oti_request_start(t->req, o->data, o->len, tr->timeout_ms);
+        return; /* still busy */
+    }
+    t->busy = 0;
+    t->attempts = 0;
+    if (st == OT_OK && (st = oti_request_reply(t->req, &rd, &rlen)) == OT_OK && t->has_next &&
+        reply_resyncs(rd, rlen)) {
+        /* the resync moves the range by the full copy minus the snapshot,
+         * which must not hold the frame encoded ahead: encode its rows again */
+        drop_next(tr, i);
+        t->piece = 0;
+        t->left = 1;
+    }
+    if (st != OT_OK) {
+        drop_next(tr, i);
+        oti_err(tr->errmsg, st, "shard %u: %s", (unsigned)i, oti_request_errmsg(t->req));
+        if (!transient(st)) {
+            count(tr, S_REFUSED, 1);
+            take_back(tr, o->data, o->len);
+            t->pending = 0;
+        }
+    } else if ((st = apply_reply(tr, t, rd, rlen)) != OT_OK) {
+        drop_next(tr, i); /* the frame stays pending: resent, the shard answers duplicate */
+    }
+    if (st != OT_OK) {
+        if (*first == OT_OK)
+            *first = st;
+        return;
+    }
+    count(tr, S_DELTAS_OUT, 1);
+    count(tr, S_DELTA_BYTES_OUT, o->len);
+    count(tr, S_ENTRIES_OUT, peek(o->data, o->len, OT_DELTA_FIELD_ENTRIES));
+    t->pending = 0;
+    if (t->has_next) {
+        oti_split_buf tmp = *o;
+        oti_put64(nx->data + OTI_H_BASE_VERSION, t->version);
+        oti_put32(nx->data + OTI_H_CHECKSUM, oti_frame_crc(nx->data, nx->len));
+        *o = *nx;
+        *nx = tmp;
+        t->has_next = 0;
+        t->pending = 1;
+    }
+    start_shard(tr, i, first);
+}
+
+/*
+ * Sharded, by range: a pipeline per shard.  Each shard's frames are the
+ * pieces of its key range (as with one server, about sync_piece_rows
+ * touched rows a piece), each encoded while the shard's frame before it is
+ * in flight, and the shards take turns, so the trainer encodes for one
+ * shard while the others' frames are sent and applied.  A frame left pending by an earlier
+ * sync goes first.  After an error no new piece is encoded; frames in flight
+ * are finished.  Returns the first error.
+ */
+static ot_status sync_by_range(ot_trainer *tr)
+{
+    const oti_params *p = oti_model_params_c(tr->local);
+    uint32_t i, n = tr->num_shards;
+    ot_status first = OT_OK;
+    uint64_t rows;
+    int whole = !touched_rows(tr, &rows), busy;
+
+    for (i = 0; i < n; i++) {
+        tshard *t = &tr->sh[i];
+        t->piece = 0;
+        /* touched rows spread evenly over the key space: its share */
+        t->npieces = whole ? 1 : pieces_of(tr, rows / p->total * (t->hi - t->lo) +
+                                               rows % p->total * (t->hi - t->lo) / p->total);
+        t->left = 1;
+        t->has_next = 0;
+        t->attempts = 0;
+        t->busy = 0;
+        t->st = OT_OK;
+    }
+    for (i = 0; i < n; i++)
+        start_shard(tr, i, &first);
+    do {
+        busy = 0;
+        for (i = 0; i < n; i++) {
+            tshard *t = &tr->sh[i];
+            if (!t->busy)
+                continue;
+            if (t->left && !t->has_next && t->st == OT_OK && first == OT_OK) {
+                ot_status st = encode_shard(tr, i, &tr->outs[n + i]);
+                if (st == OT_OK)
+                    t->has_next = 1;
+                else
+                    first = st;
+            }
+            finish_shard(tr, i, &first);
+            busy |= t->busy;
+        }
+    } while (busy);
+    return first;
+}
+
+/*
+ * Sharded, split: sends every shard's pending part at once (one request
+ * each, in flight together), resending the ones that time out; applies each
+ * reply.  Returns the first error in shard order; shards that succeeded
  * keep their progress.
  */
-static ot_status send_pending_shards(ot_trainer *tr, int by_range)
+static ot_status send_pending_shards(ot_trainer *tr)
 {
     uint32_t i, n = tr->num_shards;
     int64_t attempt;
     ot_status first = OT_OK;
 
     for (i = 0; i < n; i++) {
-        tr->sh[i].busy = 0;
+        tr->sh[i].busy = tr->sh[i].pending;
         tr->sh[i].st = OT_OK;
     }
     for (attempt = 0;; attempt++) {
         int again = 0;
         for (i = 0; i < n; i++) {
             tshard *t = &tr->sh[i];
-            if (attempt == 0) {
-                /* after an encoding error, only what is pending goes */
-                if (by_range && !t->pending && t->left && first == OT_OK)
-                    first = encode_shard(tr, i);
-                t->busy = t->pending;
-            }
             if (!t->busy)
                 continue;
             t->st = oti_request_start(t->req, tr->outs[i].data, tr->outs[i].len, tr->timeout_ms);
@@ -971,10 +1140,9 @@ static ot_status send_pending_shards(ot_trainer *tr, int by_range)
 }
 
 /*
- * Sharded sync.  By range: rounds of one frame per shard with rows left
- * (pending parts first), until every range is encoded.  Otherwise (a top-k
- * budget, int8 or stochastic rounding, whose values depend on the whole
- * delta): one frame of the whole delta, split by range.
+ * Sharded sync: by range (sync_by_range), or, when the values depend on the
+ * whole delta (a top-k budget, int8 or stochastic rounding), one frame of
+ * the whole delta split by range.
  */
 static ot_status sync_shards(ot_trainer *tr)
 {
@@ -982,17 +1150,8 @@ static ot_status sync_shards(ot_trainer *tr)
     int more = 1;
     uint32_t i;
 
-    if (tr->by_range) {
-        for (i = 0; i < tr->num_shards; i++)
-            tr->sh[i].left = 1;
-        while (more && st == OT_OK) {
-            st = send_pending_shards(tr, 1);
-            more = 0;
-            for (i = 0; i < tr->num_shards; i++)
-                more |= tr->sh[i].left | tr->sh[i].pending;
-        }
-        return st;
-    }
+    if (tr->by_range)
+        return sync_by_range(tr);
     while (more) {
         int pend = 0;
         more = 0;
@@ -1021,7 +1180,7 @@ static ot_status sync_shards(ot_trainer *tr)
         } else {
             more = 1; /* after the pending parts, send what is left */
         }
-        if ((st = send_pending_shards(tr, 0)) != OT_OK)
+        if ((st = send_pending_shards(tr)) != OT_OK)
             break;
     }
     return st;

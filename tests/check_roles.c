@@ -442,30 +442,12 @@ START_TEST(test_roles_dropped_request_retried_once)
 }
 END_TEST
 
-/* Adds `delta` to every `stride`-th row of the trainer's wide block, from
- * row `first`, marking them touched (as learning would). */
-static void touch_wide_rows(ot_trainer *tr, uint64_t first, uint64_t stride, float delta)
-{
-    oti_params *p = oti_model_params((ot_model *)ot_trainer_model(tr));
-    size_t b;
-
-    for (b = 0; b < p->nblocks; b++) {
-        oti_block *w = &p->blocks[b];
-        uint64_t r;
-        if (w->kind != OTI_BLOCK_WIDE)
-            continue;
-        for (r = first; r < w->rows; r += stride) {
-            w->w[r] += delta * (float)(1 + r % 7);
-            oti_block_touch(w, r);
-        }
-    }
-}
-
 /*
  * A sync of many rows goes to one server as several frames of consecutive
  * key ranges, each encoded while the one before is in flight: the master
  * ends equal to the trainer's model, also when requests are lost and
- * resent, and when a sync carries few rows again.
+ * resent, and when a sync carries few rows again; with sync_piece_rows 0
+ * the same sync is one frame.
  */
 START_TEST(test_roles_large_sync_goes_in_pieces)
 {
@@ -478,7 +460,7 @@ START_TEST(test_roles_large_sync_goes_in_pieces)
     ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_TIMEOUT_MS, 1000), OT_OK);
     ps = start_server(cfg, "inproc", 0);
     tr = connect_trainer(cfg, 4, ps);
-    touch_wide_rows(tr, 0, 2, 0.01f); /* 2^19 rows: 4 pieces */
+    tu_touch_wide_rows(tr, 0, 2, 0.01f); /* 2^19 rows: 4 pieces */
     tu_sync_ok(tr);
     frames = tu_stat_tr(tr, "deltas_out");
     ck_assert_double_ge(frames, 4);
@@ -489,15 +471,26 @@ START_TEST(test_roles_large_sync_goes_in_pieces)
 
     /* every second request the server receives is lost: pieces resent */
     ck_assert_int_eq(oti_param_server_set_test_hook(ps, 2, 0), OT_OK);
-    touch_wide_rows(tr, 1, 3, -0.02f);
+    tu_touch_wide_rows(tr, 1, 3, -0.02f);
     tu_sync_ok(tr);
     ck_assert_double_ge(tu_stat_tr(tr, "retries"), 1);
     ck_assert_double_ge(tu_stat_tr(tr, "deltas_out"), frames + 2);
     ck_assert_int_eq(oti_param_server_set_test_hook(ps, 0, 0), OT_OK);
-    touch_wide_rows(tr, 5, 100000, 0.5f); /* a few rows: one frame */
+    tu_touch_wide_rows(tr, 5, 100000, 0.5f); /* a few rows: one frame */
     frames = tu_stat_tr(tr, "deltas_out");
     tu_sync_ok(tr);
     ck_assert_double_eq(tu_stat_tr(tr, "deltas_out"), frames + 1);
+    m = tu_master_copy(ps);
+    ck_assert(tu_same_bits(m, ot_trainer_model(tr), 0));
+    ot_model_destroy(m);
+    ot_trainer_destroy(tr);
+
+    /* sync_piece_rows 0: one frame */
+    ck_assert_int_eq(ot_config_set_i64(cfg, OT_OPT_SYNC_PIECE_ROWS, 0), OT_OK);
+    tr = connect_trainer(cfg, 5, ps);
+    tu_touch_wide_rows(tr, 0, 2, 0.01f);
+    tu_sync_ok(tr);
+    ck_assert_double_eq(tu_stat_tr(tr, "deltas_out"), 1);
     m = tu_master_copy(ps);
     ck_assert(tu_same_bits(m, ot_trainer_model(tr), 0));
     ot_model_destroy(m);
@@ -694,9 +687,9 @@ START_TEST(test_roles_large_sync_resyncs_between_pieces)
     ot_param_server *ps = no_log_server(cfg, &a, &b);
     ot_model *m;
 
-    touch_wide_rows(a, 3, 1000, 0.25f);
+    tu_touch_wide_rows(a, 3, 1000, 0.25f);
     tu_sync_ok(a);
-    touch_wide_rows(b, 0, 2, 0.01f);
+    tu_touch_wide_rows(b, 0, 2, 0.01f);
     tu_sync_ok(b); /* b's base is 0, the log keeps nothing: resync */
     ck_assert_double_ge(tu_stat_tr(b, "resyncs"), 1);
     ck_assert_double_ge(tu_stat_tr(b, "deltas_out"), 4);

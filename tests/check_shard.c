@@ -916,6 +916,109 @@ START_TEST(test_shard_multi_frame_syncs_add_up)
 }
 END_TEST
 
+/* The masters of n shards assembled into one model (destroy it). */
+static ot_model *assemble(ot_param_server **ps, uint32_t n)
+{
+    ot_model *all = NULL;
+    uint32_t i;
+
+    for (i = 0; i < n; i++) {
+        ot_model *m = NULL;
+        uint64_t lo, hi;
+        ck_assert_int_eq(ot_param_server_copy_model(ps[i], &m), OT_OK);
+        if (all == NULL)
+            ck_assert_int_eq(ot_model_clone(m, &all), OT_OK);
+        ck_assert_int_eq(oti_shard_range(oti_model_params_c(m), i, n, &lo, &hi), OT_OK);
+        copy_range(all, m, lo, hi);
+        ot_model_destroy(m);
+    }
+    return all;
+}
+
+/*
+ * A large delta to 2 shards goes as pieces of each shard's range, each
+ * encoded while that shard's frame before it is in flight: the assembled
+ * master equals the trainer's model, also when one shard loses every
+ * second request, and when the first reply of each shard says resync (the
+ * servers keep no change log and another trainer synced first).
+ */
+START_TEST(test_shard_large_sync_pipelines_pieces)
+{
+    const uint32_t n = 2;
+    ot_param_server *ps[2];
+    const char *urls[2];
+    ot_trainer *tr[2];
+    ot_model *m, *want = NULL; /* every change made, added up directly */
+    double frames;
+    uint32_t i;
+    int k;
+
+    for (i = 0; i < n; i++) {
+        ot_config *c = shard_cfg(i, n, "sgd", "fp32");
+        char url[128];
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 20), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
+        shard_url(url, sizeof(url), "big", n, i);
+        ck_assert_int_eq(ot_param_server_create(c, &ps[i]), OT_OK);
+        ck_assert_int_eq(ot_param_server_listen(ps[i], url, NULL), OT_OK);
+        ck_assert_int_eq(ot_param_server_start(ps[i]), OT_OK);
+        urls[i] = ot_param_server_url(ps[i], 0);
+        ot_config_destroy(c);
+    }
+    for (k = 0; k < 2; k++) {
+        ot_config *c = shard_cfg(0, n, "sgd", "fp32");
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 20), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TIMEOUT_MS, 1000), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TRAINER_ID, 1 + k), OT_OK);
+        ck_assert_int_eq(ot_trainer_create(c, &tr[k]), OT_OK);
+        ck_assert_int_eq(ot_trainer_connect_shards(tr[k], urls, n), OT_OK);
+        ot_config_destroy(c);
+    }
+    ck_assert_int_eq(ot_model_clone(ot_trainer_model(tr[0]), &want), OT_OK);
+    tu_touch_wide_rows(tr[0], 0, 2, 0.01f); /* 2^19 rows: 2 pieces a shard */
+    tu_add_wide_rows(want, 0, 2, 0.01f);
+    sync_ok(tr[0]);
+    frames = tu_stat_tr(tr[0], "deltas_out");
+    ck_assert_double_ge(frames, 4);
+    m = assemble(ps, n);
+    ck_assert(same_bits(m, ot_trainer_model(tr[0])));
+    ot_model_destroy(m);
+
+    /* shard 1 loses every second request it receives: resent */
+    ck_assert_int_eq(oti_param_server_set_test_hook(ps[1], 2, 0), OT_OK);
+    tu_touch_wide_rows(tr[0], 1, 1, -0.02f); /* 4 pieces a shard */
+    tu_add_wide_rows(want, 1, 1, -0.02f);
+    sync_ok(tr[0]);
+    ck_assert_double_ge(tu_stat_tr(tr[0], "retries"), 1);
+    ck_assert_int_eq(oti_param_server_set_test_hook(ps[1], 0, 0), OT_OK);
+    m = assemble(ps, n);
+    ck_assert(same_bits(m, ot_trainer_model(tr[0])));
+    ot_model_destroy(m);
+
+    /* the other trainer syncs (and resyncs: its base is 0): the first
+     * trainer's next bases are behind on both shards */
+    tu_touch_wide_rows(tr[1], 5, 1000, 0.5f);
+    tu_add_wide_rows(want, 5, 1000, 0.5f);
+    sync_ok(tr[1]);
+    tu_touch_wide_rows(tr[0], 0, 2, 0.03f);
+    tu_add_wide_rows(want, 0, 2, 0.03f);
+    frames = tu_stat_tr(tr[0], "deltas_out");
+    sync_ok(tr[0]);
+    ck_assert_double_ge(tu_stat_tr(tr[0], "resyncs"), 2);
+    ck_assert_double_ge(tu_stat_tr(tr[0], "deltas_out"), frames + 4);
+    m = assemble(ps, n);
+    ck_assert_double_lt(max_weight_diff(m, ot_trainer_model(tr[0])), 1e-6);
+    /* nothing lost: the master holds every change */
+    ck_assert_double_lt(max_weight_diff(m, want), 1e-5);
+    ot_model_destroy(m);
+    ot_model_destroy(want);
+    for (k = 0; k < 2; k++)
+        ot_trainer_destroy(tr[k]);
+    for (i = 0; i < n; i++)
+        ot_param_server_destroy(ps[i]);
+}
+END_TEST
+
 /*
  * A full copy's chunks, over a shard's key range or the whole model, for
  * many max_message sizes: every chunk is one frame that fills its buffer
@@ -992,6 +1095,7 @@ Suite *suite_shard(void)
     tcase_add_test(tc, test_shard_layout_mismatch_refused);
     tcase_add_test(tc, test_shard_range_frames_add_up_fp32);
     tcase_add_test(tc, test_shard_range_frames_add_up_bf16);
+    tcase_add_test(tc, test_shard_large_sync_pipelines_pieces);
     tcase_add_test(tc, test_shard_predictor_follows_every_shard);
     tcase_add_test(tc, test_shard_split_adds_up_fp32);
     tcase_add_test(tc, test_shard_split_adds_up_adagrad_int8);

@@ -1,7 +1,7 @@
 /*
  * roles_util.c - helpers shared by the suites that run parameter servers and
- * trainers (check_roles.c, check_durable.c): examples, learning, syncs,
- * stats, model comparisons and hand-made frames.  Declared in tests.h.
+ * trainers (check_roles.c, check_durable.c, check_shard.c): examples,
+ * learning, syncs, stats, model comparisons and hand-made frames.  Declared in tests.h.
  *
  * Every helper runs inside a test (a forked child): those that open sockets
  * must never be called from main or an unchecked fixture.  Failures are
@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "model.h"
+#include "params.h"
 #include "tests.h"
 #include "transport.h"
 
@@ -176,4 +178,26 @@ ot_buf *tu_hand_frame(const ot_config *cfg, const char *tag, int n, uint32_t sen
     ot_snapshot_release(s);
     ot_model_destroy(m);
     return b;
+}
+
+void tu_add_wide_rows(ot_model *m, uint64_t first, uint64_t stride, float delta)
+{
+    oti_params *p = oti_model_params(m);
+    size_t b;
+
+    for (b = 0; b < p->nblocks; b++) {
+        oti_block *w = &p->blocks[b];
+        uint64_t r;
+        if (w->kind != OTI_BLOCK_WIDE)
+            continue;
+        for (r = first; r < w->rows; r += stride) {
+            w->w[r] += delta * (float)(1 + r % 7);
+            oti_block_touch(w, r);
+        }
+    }
+}
+
+void tu_touch_wide_rows(ot_trainer *tr, uint64_t first, uint64_t stride, float delta)
+{
+    tu_add_wide_rows((ot_model *)ot_trainer_model(tr), first, stride, delta);
 }

@@ -62,5 +62,10 @@ struct oti_sock *tu_raw_req(const char *url);
  * version `base` (one frame: asserted). */
 ot_buf *tu_hand_frame(const ot_config *cfg, const char *tag, int n, uint32_t sender,
                       uint64_t seq, uint64_t base);
+/* Adds delta * (1 + row % 7) to every `stride`-th row of the wide block of
+ * m (of the trainer's local model) from row `first`, marking the rows
+ * touched (as learning would). */
+void tu_add_wide_rows(ot_model *m, uint64_t first, uint64_t stride, float delta);
+void tu_touch_wide_rows(ot_trainer *tr, uint64_t first, uint64_t stride, float delta);
 
 #endif
