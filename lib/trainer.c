@@ -1023,9 +1023,9 @@ static void finish_shard(ot_trainer *tr, uint32_t i, ot_status *first)
  * pieces of its key range (as with one server, about sync_piece_rows
  * touched rows a piece), each encoded while the shard's frame before it is
  * in flight, and the shards take turns, so the trainer encodes for one
- * shard while the others' frames are sent and applied.  A frame left pending by an earlier
- * sync goes first.  After an error no new piece is encoded; frames in flight
- * are finished.  Returns the first error.
+ * shard while the others' frames are sent and applied.  A frame left
+ * pending by an earlier sync goes first.  After an error no new piece is
+ * encoded; frames in flight are finished.  Returns the first error.
  */
 static ot_status sync_by_range(ot_trainer *tr)
 {
@@ -1039,8 +1039,9 @@ static ot_status sync_by_range(ot_trainer *tr)
         tshard *t = &tr->sh[i];
         t->piece = 0;
         /* touched rows spread evenly over the key space: its share */
-        t->npieces = whole ? 1 : pieces_of(tr, rows / p->total * (t->hi - t->lo) +
-                                               rows % p->total * (t->hi - t->lo) / p->total);
+        t->npieces = whole ? 1
+                           : pieces_of(tr, (uint64_t)((double)rows * (double)(t->hi - t->lo) /
+                                                      (double)p->total));
         t->left = 1;
         t->has_next = 0;
         t->attempts = 0;
