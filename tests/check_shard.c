@@ -832,90 +832,6 @@ static double max_weight_diff(const ot_model *a, const ot_model *b)
     return worst;
 }
 
-/*
- * Two trainers take turns while the change log keeps nothing, so the second
- * is told to resync at every sync.  With a small max_message each delta
- * goes out as several frames per shard, the next one encoded while the
- * previous is in flight, and the resync arrives in the middle of such a
- * sync; full copies (at connect and at each resync) come in many chunks.
- * Over 1 and 2 shards, the masters end equal to both trainers' models.
- */
-START_TEST(test_shard_multi_frame_syncs_add_up)
-{
-    uint32_t n;
-
-    for (n = 1; n <= 2; n++) {
-        ot_param_server *ps[2];
-        const char *urls[2];
-        ot_config *c = shard_cfg(0, n, "sgd", "fp32");
-        ot_trainer *tr[2];
-        ot_model *master = NULL;
-        double frames = 0, resyncs = 0;
-        uint32_t i;
-        int k, r;
-
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 14), OT_OK);
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_MAX_MESSAGE, 4096), OT_OK);
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
-        for (i = 0; i < n; i++) {
-            ot_config *sc = NULL;
-            char url[128];
-            ck_assert_int_eq(ot_config_clone(c, &sc), OT_OK);
-            ck_assert_int_eq(ot_config_set_i64(sc, OT_OPT_SHARD_ID, i), OT_OK);
-            shard_url(url, sizeof(url), "multi", n, i);
-            ck_assert_int_eq(ot_param_server_create(sc, &ps[i]), OT_OK);
-            ck_assert_int_eq(ot_param_server_listen(ps[i], url, NULL), OT_OK);
-            ck_assert_int_eq(ot_param_server_start(ps[i]), OT_OK);
-            urls[i] = ot_param_server_url(ps[i], 0);
-            ot_config_destroy(sc);
-        }
-        for (k = 0; k < 2; k++) {
-            ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TRAINER_ID, 1 + k), OT_OK);
-            ck_assert_int_eq(ot_trainer_create(c, &tr[k]), OT_OK);
-            ck_assert_msg(ot_trainer_connect_shards(tr[k], urls, n) == OT_OK, "connect: %s",
-                          ot_trainer_errmsg(tr[k]));
-        }
-        for (r = 0; r < 4; r++) {
-            learn_wide(tr[0], "ma", r * 300, 300);
-            learn_wide(tr[1], "mb", r * 300, 300);
-            sync_ok(tr[0]);
-            sync_ok(tr[1]); /* behind tr[0]'s frames, and the log keeps none: resync */
-        }
-        for (k = 0; k < 2; k++) {
-            double v = 0;
-            sync_ok(tr[k]);
-            ck_assert_int_eq(ot_trainer_stat(tr[k], "deltas_out", &v), OT_OK);
-            frames += v;
-            ck_assert_int_eq(ot_trainer_stat(tr[k], "resyncs", &v), OT_OK);
-            resyncs += v;
-        }
-        sync_ok(tr[0]); /* catches up with tr[1]'s last frames */
-        /* more frames than syncs: deltas went as several frames per shard */
-        ck_assert_double_gt(frames, 2.0 * 5 * n);
-        ck_assert_double_gt(resyncs, 0);
-        ck_assert_int_eq(ot_model_create(c, &master), OT_OK);
-        for (i = 0; i < n; i++) {
-            ot_model *m = NULL;
-            uint64_t lo, hi;
-            ck_assert_int_eq(ot_param_server_copy_model(ps[i], &m), OT_OK);
-            ck_assert_int_eq(oti_shard_range(oti_model_params_c(m), i, n, &lo, &hi), OT_OK);
-            copy_range(master, m, lo, hi);
-            ot_model_destroy(m);
-        }
-        for (k = 0; k < 2; k++)
-            ck_assert_msg(max_weight_diff(master, ot_trainer_model(tr[k])) < 1e-5,
-                          "%u shards: trainer %d differs from the master by %g", (unsigned)n, k,
-                          max_weight_diff(master, ot_trainer_model(tr[k])));
-        ot_model_destroy(master);
-        for (k = 0; k < 2; k++)
-            ot_trainer_destroy(tr[k]);
-        for (i = 0; i < n; i++)
-            ot_param_server_destroy(ps[i]);
-        ot_config_destroy(c);
-    }
-}
-END_TEST
-
 /* The masters of n shards assembled into one model (destroy it). */
 static ot_model *assemble(ot_param_server **ps, uint32_t n)
 {
@@ -935,6 +851,104 @@ static ot_model *assemble(ot_param_server **ps, uint32_t n)
     return all;
 }
 
+/* n shards of config c (its shard id set for each; URLs named by `tag`) and
+ * trainers 1 and 2 of c, connected to every shard. */
+static void start_cluster(const ot_config *c, uint32_t n, const char *tag, ot_param_server **ps,
+                          const char **urls, ot_trainer **tr)
+{
+    ot_config *tc = NULL;
+    uint32_t i;
+    int k;
+
+    for (i = 0; i < n; i++) {
+        ot_config *sc = NULL;
+        char url[128];
+        ck_assert_int_eq(ot_config_clone(c, &sc), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(sc, OT_OPT_SHARD_ID, i), OT_OK);
+        shard_url(url, sizeof(url), tag, n, i);
+        ck_assert_int_eq(ot_param_server_create(sc, &ps[i]), OT_OK);
+        ck_assert_int_eq(ot_param_server_listen(ps[i], url, NULL), OT_OK);
+        ck_assert_int_eq(ot_param_server_start(ps[i]), OT_OK);
+        urls[i] = ot_param_server_url(ps[i], 0);
+        ot_config_destroy(sc);
+    }
+    ck_assert_int_eq(ot_config_clone(c, &tc), OT_OK);
+    for (k = 0; k < 2; k++) {
+        ck_assert_int_eq(ot_config_set_i64(tc, OT_OPT_TRAINER_ID, 1 + k), OT_OK);
+        ck_assert_int_eq(ot_trainer_create(tc, &tr[k]), OT_OK);
+        ck_assert_msg(ot_trainer_connect_shards(tr[k], urls, n) == OT_OK, "connect: %s",
+                      ot_trainer_errmsg(tr[k]));
+    }
+    ot_config_destroy(tc);
+}
+
+/* Destroys what start_cluster() made, and c. */
+static void stop_cluster(ot_config *c, uint32_t n, ot_param_server **ps, ot_trainer **tr)
+{
+    uint32_t i;
+    int k;
+
+    for (k = 0; k < 2; k++)
+        ot_trainer_destroy(tr[k]);
+    for (i = 0; i < n; i++)
+        ot_param_server_destroy(ps[i]);
+    ot_config_destroy(c);
+}
+
+/*
+ * Two trainers take turns while the change log keeps nothing, so the second
+ * is told to resync at every sync.  With a small max_message each delta
+ * goes out as several frames per shard, the next one encoded while the
+ * previous is in flight, and the resync arrives in the middle of such a
+ * sync; full copies (at connect and at each resync) come in many chunks.
+ * Over 1 and 2 shards, the masters end equal to both trainers' models.
+ */
+START_TEST(test_shard_multi_frame_syncs_add_up)
+{
+    uint32_t n;
+
+    for (n = 1; n <= 2; n++) {
+        ot_param_server *ps[2];
+        const char *urls[2];
+        ot_config *c = shard_cfg(0, n, "sgd", "fp32");
+        ot_trainer *tr[2];
+        ot_model *master = NULL;
+        double frames = 0, resyncs = 0;
+        int k, r;
+
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 14), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_MAX_MESSAGE, 4096), OT_OK);
+        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
+        start_cluster(c, n, "multi", ps, urls, tr);
+        for (r = 0; r < 4; r++) {
+            learn_wide(tr[0], "ma", r * 300, 300);
+            learn_wide(tr[1], "mb", r * 300, 300);
+            sync_ok(tr[0]);
+            sync_ok(tr[1]); /* behind tr[0]'s frames, and the log keeps none: resync */
+        }
+        for (k = 0; k < 2; k++) {
+            double v = 0;
+            sync_ok(tr[k]);
+            ck_assert_int_eq(ot_trainer_stat(tr[k], "deltas_out", &v), OT_OK);
+            frames += v;
+            ck_assert_int_eq(ot_trainer_stat(tr[k], "resyncs", &v), OT_OK);
+            resyncs += v;
+        }
+        sync_ok(tr[0]); /* catches up with tr[1]'s last frames */
+        /* more frames than syncs: deltas went as several frames per shard */
+        ck_assert_double_gt(frames, 2.0 * 5 * n);
+        ck_assert_double_gt(resyncs, 0);
+        master = assemble(ps, n);
+        for (k = 0; k < 2; k++)
+            ck_assert_msg(max_weight_diff(master, ot_trainer_model(tr[k])) < 1e-5,
+                          "%u shards: trainer %d differs from the master by %g", (unsigned)n, k,
+                          max_weight_diff(master, ot_trainer_model(tr[k])));
+        ot_model_destroy(master);
+        stop_cluster(c, n, ps, tr);
+    }
+}
+END_TEST
+
 /*
  * A large delta to 2 shards goes as pieces of each shard's range, each
  * encoded while that shard's frame before it is in flight: the assembled
@@ -945,35 +959,17 @@ static ot_model *assemble(ot_param_server **ps, uint32_t n)
 START_TEST(test_shard_large_sync_pipelines_pieces)
 {
     const uint32_t n = 2;
+    ot_config *c = shard_cfg(0, n, "sgd", "fp32");
     ot_param_server *ps[2];
     const char *urls[2];
     ot_trainer *tr[2];
     ot_model *m, *want = NULL; /* every change made, added up directly */
     double frames;
-    uint32_t i;
-    int k;
 
-    for (i = 0; i < n; i++) {
-        ot_config *c = shard_cfg(i, n, "sgd", "fp32");
-        char url[128];
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 20), OT_OK);
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
-        shard_url(url, sizeof(url), "big", n, i);
-        ck_assert_int_eq(ot_param_server_create(c, &ps[i]), OT_OK);
-        ck_assert_int_eq(ot_param_server_listen(ps[i], url, NULL), OT_OK);
-        ck_assert_int_eq(ot_param_server_start(ps[i]), OT_OK);
-        urls[i] = ot_param_server_url(ps[i], 0);
-        ot_config_destroy(c);
-    }
-    for (k = 0; k < 2; k++) {
-        ot_config *c = shard_cfg(0, n, "sgd", "fp32");
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 20), OT_OK);
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TIMEOUT_MS, 1000), OT_OK);
-        ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TRAINER_ID, 1 + k), OT_OK);
-        ck_assert_int_eq(ot_trainer_create(c, &tr[k]), OT_OK);
-        ck_assert_int_eq(ot_trainer_connect_shards(tr[k], urls, n), OT_OK);
-        ot_config_destroy(c);
-    }
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 20), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TIMEOUT_MS, 1000), OT_OK);
+    start_cluster(c, n, "big", ps, urls, tr);
     ck_assert_int_eq(ot_model_clone(ot_trainer_model(tr[0]), &want), OT_OK);
     tu_touch_wide_rows(tr[0], 0, 2, 0.01f); /* 2^19 rows: 2 pieces a shard */
     tu_add_wide_rows(want, 0, 2, 0.01f);
@@ -1012,10 +1008,7 @@ START_TEST(test_shard_large_sync_pipelines_pieces)
     ck_assert_double_lt(max_weight_diff(m, want), 1e-5);
     ot_model_destroy(m);
     ot_model_destroy(want);
-    for (k = 0; k < 2; k++)
-        ot_trainer_destroy(tr[k]);
-    for (i = 0; i < n; i++)
-        ot_param_server_destroy(ps[i]);
+    stop_cluster(c, n, ps, tr);
 }
 END_TEST
 
