@@ -950,18 +950,18 @@ START_TEST(test_shard_multi_frame_syncs_add_up)
 END_TEST
 
 /*
- * A large delta to 2 shards goes as pieces of each shard's range, each
- * encoded while that shard's frame before it is in flight: the assembled
+ * A large delta to 2 or 3 shards goes as pieces of each shard's range (and
+ * frames of max_message within them), each encoded while that shard's
+ * frame before it is in flight: the assembled
  * master equals the trainer's model, also when one shard loses every
- * second request, and when the first reply of each shard says resync (the
- * servers keep no change log and another trainer synced first).
+ * second request (2 shards), and when the first reply of each shard says
+ * resync (the servers keep no change log and another trainer synced first).
  */
-START_TEST(test_shard_large_sync_pipelines_pieces)
+static void pipeline_case(uint32_t n, int64_t piece_rows, int64_t max_message, int drops)
 {
-    const uint32_t n = 2;
     ot_config *c = shard_cfg(0, n, "sgd", "fp32");
-    ot_param_server *ps[2];
-    const char *urls[2];
+    ot_param_server *ps[MAX_SHARDS];
+    const char *urls[MAX_SHARDS];
     ot_trainer *tr[2];
     ot_model *m, *want = NULL; /* every change made, added up directly */
     double frames;
@@ -969,9 +969,11 @@ START_TEST(test_shard_large_sync_pipelines_pieces)
     ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_BITS, 20), OT_OK);
     ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_CHANGE_LOG_BYTES, 0), OT_OK);
     ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_TIMEOUT_MS, 1000), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_SYNC_PIECE_ROWS, piece_rows), OT_OK);
+    ck_assert_int_eq(ot_config_set_i64(c, OT_OPT_MAX_MESSAGE, max_message), OT_OK);
     start_cluster(c, n, "big", ps, urls, tr);
     ck_assert_int_eq(ot_model_clone(ot_trainer_model(tr[0]), &want), OT_OK);
-    tu_touch_wide_rows(tr[0], 0, 2, 0.01f); /* 2^19 rows: 2 pieces a shard */
+    tu_touch_wide_rows(tr[0], 0, 2, 0.01f); /* 2^19 rows: pieces */
     tu_add_wide_rows(want, 0, 2, 0.01f);
     sync_ok(tr[0]);
     frames = tu_stat_tr(tr[0], "deltas_out");
@@ -980,12 +982,13 @@ START_TEST(test_shard_large_sync_pipelines_pieces)
     ck_assert(same_bits(m, ot_trainer_model(tr[0])));
     ot_model_destroy(m);
 
-    /* shard 1 loses every second request it receives: resent */
-    ck_assert_int_eq(oti_param_server_set_test_hook(ps[1], 2, 0), OT_OK);
-    tu_touch_wide_rows(tr[0], 1, 1, -0.02f); /* 4 pieces a shard */
+    /* with drops, shard 1 loses every second request it receives: resent
+     * (each after a timeout) */
+    ck_assert_int_eq(oti_param_server_set_test_hook(ps[1], drops ? 2 : 0, 0), OT_OK);
+    tu_touch_wide_rows(tr[0], 1, 1, -0.02f);
     tu_add_wide_rows(want, 1, 1, -0.02f);
     sync_ok(tr[0]);
-    ck_assert_double_ge(tu_stat_tr(tr[0], "retries"), 1);
+    ck_assert(!drops || tu_stat_tr(tr[0], "retries") >= 1);
     ck_assert_int_eq(oti_param_server_set_test_hook(ps[1], 0, 0), OT_OK);
     m = assemble(ps, n);
     ck_assert(same_bits(m, ot_trainer_model(tr[0])));
@@ -1009,6 +1012,13 @@ START_TEST(test_shard_large_sync_pipelines_pieces)
     ot_model_destroy(m);
     ot_model_destroy(want);
     stop_cluster(c, n, ps, tr);
+}
+
+START_TEST(test_shard_large_sync_pipelines_pieces)
+{
+    pipeline_case(2, 131072, INT64_C(4) << 20, 1);
+    /* 3 shards, pieces of 50k rows, each cut into frames of 64 KiB */
+    pipeline_case(3, 50000, 65536, 0);
 }
 END_TEST
 
