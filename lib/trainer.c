@@ -13,11 +13,12 @@
  *
  * Costs per sync: frames are encoded into buffers kept across syncs, sent on
  * a request object kept across syncs, and replies are read in place.  A
- * delta over max_message goes as several frames, each encoded while the
- * previous one is in flight (send_pending).  A sharded trainer encodes one
- * frame per shard from the shard's key range, each sent as soon as it is
- * encoded, or (when values depend on the whole delta) splits one delta in
- * one pass, copying sections (oti_shard_split, lib/shard.c): sync_shards.
+ * delta over max_message, or of many touched rows (pieces of key ranges:
+ * pieces_of), goes as several frames, each encoded while the previous one
+ * is in flight (send_pending).  A sharded trainer does the same for each
+ * shard from the shard's key range, the shards taking turns
+ * (sync_by_range), or, when values depend on the whole delta, splits one
+ * delta in one pass, copying sections (oti_shard_split, lib/shard.c).
  *
  * A trainer is externally synchronized: one thread at a time.
  *
@@ -757,10 +758,11 @@ static uint32_t pieces_of(const ot_trainer *tr, uint64_t rows)
 }
 
 /* The touched rows of the local model (every row of untracked or
- * all-touched blocks) into *rows; 0 when the delta goes better in one frame
- * a range: a large block marked all-touched (after a frame was taken back)
- * is scanned whole at once, where in pieces its rows outside the first
- * would be marked touched one by one. */
+ * all-touched blocks) into *rows.  Returns 0 when the delta should go
+ * without pieces: when values are not encoded one by one, or when a large
+ * block is marked all-touched (after a frame was taken back), which is
+ * scanned best at once (in pieces, its rows outside the first piece would
+ * be marked touched one by one). */
 static int touched_rows(const ot_trainer *tr, uint64_t *rows)
 {
     const oti_params *p = oti_model_params_c(tr->local);
@@ -785,21 +787,31 @@ static uint32_t pieces_for(const ot_trainer *tr)
     return touched_rows(tr, &rows) ? pieces_of(tr, rows) : 1;
 }
 
-/* Encodes the next frame of the current piece; *more: rows are left in it,
- * or pieces after it. */
+/* Piece k of n of the key range [lo, hi): equal spans of flat index (a row
+ * goes with its first index).  n is at most the touched rows, so no span
+ * is empty. */
+static void piece_range(uint64_t lo, uint64_t hi, uint32_t k, uint32_t n, uint64_t *plo,
+                        uint64_t *phi)
+{
+    uint64_t step = (hi - lo) / n;
+
+    *plo = lo + step * k;
+    *phi = k + 1 < n ? *plo + step : hi;
+}
+
+/* Single shard: encodes the next frame of the current piece; *more: rows
+ * are left in it, or pieces after it. */
 static ot_status encode_piece(ot_trainer *tr, uint8_t **buf, size_t *cap, size_t *len, int *more)
 {
-    const oti_params *p = oti_model_params_c(tr->local);
-    uint64_t lo = 0, hi = 0;
+    uint64_t lo, hi;
     ot_status st;
     int left = 0;
 
-    if (tr->npieces > 1 && oti_shard_range(p, tr->piece, tr->npieces, &lo, &hi) != OT_OK)
-        lo = hi = 0; /* an empty range: the whole delta in one */
+    piece_range(0, oti_model_params_c(tr->local)->total, tr->piece, tr->npieces, &lo, &hi);
     if ((st = encode_range_into(tr, lo, hi, buf, cap, len, &left)) != OT_OK)
         return st;
     if (!left)
-        tr->piece = hi == 0 ? tr->npieces : tr->piece + 1;
+        tr->piece++;
     *more = left || tr->piece < tr->npieces;
     return OT_OK;
 }
@@ -897,23 +909,16 @@ static ot_status send_pending(ot_trainer *tr, int *more)
     return OT_OK;
 }
 
-/*
- * By range: encodes shard i's next frame into *o, the rows of the current
- * piece of its key range (the range cut into npieces equal spans of flat
- * index; a row goes with its first index).
- */
+/* By range: encodes shard i's next frame into *o, the rows of the current
+ * piece of its key range. */
 static ot_status encode_shard(ot_trainer *tr, uint32_t i, oti_split_buf *o)
 {
     tshard *t = &tr->sh[i];
-    uint64_t lo = t->lo, hi = t->hi, span = t->hi - t->lo;
+    uint64_t lo, hi;
     ot_status st;
     int more = 0;
 
-    if (t->npieces > 1) {
-        lo = t->lo + span / t->npieces * t->piece;
-        if (t->piece + 1 < t->npieces)
-            hi = lo + span / t->npieces;
-    }
+    piece_range(t->lo, t->hi, t->piece, t->npieces, &lo, &hi);
     ot_delta_encoder_set_ids(tr->enc, i, tr->trainer_id);
     ot_delta_encoder_set_versions(tr->enc, t->version, 0);
     if ((st = encode_range_into(tr, lo, hi, &o->data, &o->cap, &o->len, &more)) != OT_OK)
