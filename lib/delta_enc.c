@@ -240,6 +240,18 @@ static inline unsigned ctz64(uint64_t x)
 #endif
 }
 
+/* The bits of word w of a row bitmap that stand for rows in [r0, r1). */
+static inline uint64_t word_mask(uint64_t w, uint64_t r0, uint64_t r1)
+{
+    uint64_t m = ~UINT64_C(0);
+
+    if (w == r0 / 64)
+        m &= ~UINT64_C(0) << (r0 & 63);
+    if (w == (r1 - 1) / 64 && (r1 & 63) != 0)
+        m &= ~(~UINT64_C(0) << (r1 & 63));
+    return m;
+}
+
 /* The rows [*r0, *r1) of block b in the encoder's range. */
 static void block_range(const ot_delta_encoder *e, const oti_params *p, size_t b, uint64_t *r0,
                         uint64_t *r1)
@@ -307,11 +319,7 @@ static ot_status gather(ot_delta_encoder *e, const oti_params *p)
         } else {
             size_t w, w1 = (size_t)((bc->r1 + 63) / 64), k = 0;
             for (w = (size_t)(bc->r0 / 64); w < w1 && k < bc->n; w++) {
-                uint64_t x = blk->touched_bits[w];
-                if (w == bc->r0 / 64)
-                    x &= ~UINT64_C(0) << (bc->r0 & 63);
-                if (w == (bc->r1 - 1) / 64 && (bc->r1 & 63) != 0)
-                    x &= ~(~UINT64_C(0) << (bc->r1 & 63));
+                uint64_t x = blk->touched_bits[w] & word_mask(w, bc->r0, bc->r1);
                 while (x != 0 && k < bc->n) {
                     dst[k++] = (uint32_t)(w * 64 + ctz64(x));
                     x &= x - 1;
@@ -1190,14 +1198,8 @@ static void begin_block(job *j, size_t b)
         if (blk->ntouched * 8 >= w1 - w0) {
             /* many: the range's bits at once, then the list without its
              * rows, without branches (which rows are in it is random) */
-            for (i = w0; i < w1; i++) {
-                uint64_t m = ~UINT64_C(0);
-                if (i == w0)
-                    m &= ~UINT64_C(0) << (bc->r0 & 63);
-                if (i == w1 - 1 && (bc->r1 & 63) != 0)
-                    m &= ~(~UINT64_C(0) << (bc->r1 & 63));
-                bits[i] &= ~m;
-            }
+            for (i = w0; i < w1; i++)
+                bits[i] &= ~word_mask(i, bc->r0, bc->r1);
             for (i = 0; i < blk->ntouched; i++) {
                 uint32_t r = blk->touched_list[i];
                 blk->touched_list[k] = r;

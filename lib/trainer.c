@@ -693,6 +693,22 @@ static void take_back(ot_trainer *tr, const uint8_t *d, size_t len)
     tr->piece = 0; /* single shard: every piece again, its rows included */
 }
 
+/* Counts an acknowledged frame. */
+static void count_acked(ot_trainer *tr, const uint8_t *d, size_t len)
+{
+    count(tr, S_DELTAS_OUT, 1);
+    count(tr, S_DELTA_BYTES_OUT, len);
+    count(tr, S_ENTRIES_OUT, peek(d, len, OT_DELTA_FIELD_ENTRIES));
+}
+
+/* A frame encoded while the one before was in flight gets its base
+ * version, known from that one's reply (the checksum follows). */
+static void set_base(uint8_t *d, size_t len, uint64_t version)
+{
+    oti_put64(d + OTI_H_BASE_VERSION, version);
+    oti_put32(d + OTI_H_CHECKSUM, oti_frame_crc(d, len));
+}
+
 /* Encodes the next ADD frame of local - snapshot into *buf (*cap bytes),
  * which is kept across syncs and grown to the encoder's bound when needed. */
 static ot_status encode_into(ot_trainer *tr, uint8_t **buf, size_t *cap, size_t *len, int *more)
@@ -890,15 +906,12 @@ static ot_status send_pending(ot_trainer *tr, int *more)
             take_back(tr, tr->nbuf, nlen);
         return st; /* the frame stays pending: resent, the server answers duplicate */
     }
-    count(tr, S_DELTAS_OUT, 1);
-    count(tr, S_DELTA_BYTES_OUT, len);
-    count(tr, S_ENTRIES_OUT, peek(tr->ebuf, len, OT_DELTA_FIELD_ENTRIES));
+    count_acked(tr, tr->ebuf, len);
     tr->pending = 0;
     if (have_next) {
         uint8_t *b = tr->ebuf;
         size_t c = tr->ecap;
-        oti_put64(tr->nbuf + OTI_H_BASE_VERSION, tr->version);
-        oti_put32(tr->nbuf + OTI_H_CHECKSUM, oti_frame_crc(tr->nbuf, nlen));
+        set_base(tr->nbuf, nlen, tr->version);
         tr->ebuf = tr->nbuf;
         tr->ecap = tr->ncap;
         tr->nbuf = b;
@@ -1007,14 +1020,11 @@ static void finish_shard(ot_trainer *tr, uint32_t i, ot_status *first)
             *first = st;
         return;
     }
-    count(tr, S_DELTAS_OUT, 1);
-    count(tr, S_DELTA_BYTES_OUT, o->len);
-    count(tr, S_ENTRIES_OUT, peek(o->data, o->len, OT_DELTA_FIELD_ENTRIES));
+    count_acked(tr, o->data, o->len);
     t->pending = 0;
     if (t->has_next) {
         oti_split_buf tmp = *o;
-        oti_put64(nx->data + OTI_H_BASE_VERSION, t->version);
-        oti_put32(nx->data + OTI_H_CHECKSUM, oti_frame_crc(nx->data, nx->len));
+        set_base(nx->data, nx->len, t->version);
         *o = *nx;
         *nx = tmp;
         t->has_next = 0;
@@ -1125,9 +1135,7 @@ static ot_status send_pending_shards(ot_trainer *tr)
             if ((st = oti_request_reply(t->req, &rd, &rlen)) == OT_OK)
                 st = apply_reply(tr, t, rd, rlen);
             if (st == OT_OK) {
-                count(tr, S_DELTAS_OUT, 1);
-                count(tr, S_DELTA_BYTES_OUT, len);
-                count(tr, S_ENTRIES_OUT, peek(d, len, OT_DELTA_FIELD_ENTRIES));
+                count_acked(tr, d, len);
                 t->pending = 0;
             }
             /* else: the part stays pending; resent, the shard answers duplicate */
